@@ -1,0 +1,1 @@
+"""Pipeline stages: each a plain, typed function with a thin Prefect task over it."""

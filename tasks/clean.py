@@ -1,0 +1,76 @@
+"""Clean: the tutorial's text cleaning, and dropping texts no embedder should see."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from prefect import task
+
+from tasks.layout import DOCUMENTS_SCHEMA, RunLayout, write_table
+
+if TYPE_CHECKING:
+    from tasks.config import CleaningSettings
+
+EMAIL = re.compile(r"[\w\.-]+@[\w\.-]+")
+PARENTHESISED = re.compile(r"\([^()]*\)")
+
+
+def clean_text(text: str) -> str:
+    r"""Apply the tutorial's cleaning to one post.
+
+    Removes e-mail addresses, parenthesised text (usually names), "From: " and
+    "\nSubject: ", in that order.
+
+    >>> clean_text("From: ann@example.org (Ann)\nSubject: Orbits\n\nHi")
+    ' Orbits\n\nHi'
+    """
+    text = EMAIL.sub("", text)
+    text = PARENTHESISED.sub("", text)
+    return text.replace("From: ", "").replace("\nSubject: ", "")
+
+
+def clean_corpus(frame: pd.DataFrame, settings: CleaningSettings) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Clean every text and drop the ones that cannot be used.
+
+    Drops, in order and counted under these keys: ``missing`` (no text),
+    ``empty`` (nothing but white space after cleaning), ``too_long``
+    (``settings.max_chars`` characters or more), ``duplicate`` (same cleaned
+    text as an earlier row, when ``settings.drop_duplicates``) and
+    ``unlabelled`` (no class in a labelled corpus). ``undecodable`` counts kept
+    texts holding U+FFFD, where bytes that were not valid UTF-8 were replaced.
+
+    Returns the kept rows (same columns, original order) and the counts.
+    """
+    missing = frame["text"].isna()
+    texts = frame["text"].fillna("").map(clean_text)
+    empty = ~missing & (texts.str.strip() == "")
+    too_long = ~missing & ~empty & (texts.str.len() >= settings.max_chars)
+    usable = ~(missing | empty | too_long)
+    duplicate = usable & texts.duplicated() if settings.drop_duplicates else usable & False
+    labelled = frame["class_name"].notna()
+    unlabelled = usable & ~duplicate & ~labelled if labelled.any() else usable & False
+    keep = usable & ~duplicate & ~unlabelled
+    kept = frame.loc[keep].assign(text=texts[keep]).reset_index(drop=True)
+    report = {
+        "input": len(frame),
+        "missing": int(missing.sum()),
+        "empty": int(empty.sum()),
+        "too_long": int(too_long.sum()),
+        "duplicate": int(duplicate.sum()),
+        "unlabelled": int(unlabelled.sum()),
+        "undecodable": int(kept["text"].str.contains("\ufffd", regex=False).sum()),
+        "kept": len(kept),
+    }
+    return kept, report
+
+
+@task(name="clean", task_run_name="clean")
+def clean_task(
+    frame: pd.DataFrame, settings: CleaningSettings, *, layout: RunLayout
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Prefect task: :func:`clean_corpus`, persisted to ``cleaned.parquet``."""
+    kept, report = clean_corpus(frame, settings)
+    write_table(kept, layout.cleaned, DOCUMENTS_SCHEMA)
+    return kept, report

@@ -1,0 +1,121 @@
+"""The run's parameters: one pydantic model per stage, the single source of defaults.
+
+The flow takes these models as typed arguments, so Prefect builds the UI form
+and validates deployment parameters from them; the CLI (``flows/cli.py``) is
+generated from the same fields. Field names are unique across the models
+because each becomes one command-line flag (``per_class`` -> ``--per-class``).
+Static rules (types, ranges, choices) live here; rules that depend on the data
+(perplexity below the number of posts, ...) are checked by the stages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.cluster import CLUSTERERS
+from tasks.embed import EMBEDDERS
+from tasks.reduce import REDUCERS
+
+EmbedderName = Literal[EMBEDDERS.names()]  # type: ignore[valid-type]
+ReducerName = Literal[REDUCERS.names()]  # type: ignore[valid-type]
+ClustererName = Literal[CLUSTERERS.names()]  # type: ignore[valid-type]
+
+
+class Settings(BaseModel):
+    """Base of the stage models: immutable, and unknown fields are an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceSettings(Settings):
+    """Where the posts come from: 20 Newsgroups, or the user's own corpus file."""
+
+    archive: Path | None = Field(
+        None,
+        description="Local copy of the 20 Newsgroups bydate archive (.tar.gz or its unpacked "
+        "folder), for machines without internet. Default: $NEWSGROUPS_ARCHIVE, else download.",
+    )
+    data_home: Path | None = Field(
+        None, description="Where scikit-learn keeps downloaded data (default: ~/scikit_learn_data)."
+    )
+    subset: Literal["train", "test", "all"] = Field(
+        "train", description="20 Newsgroups split: train, test, or all (train then test)."
+    )
+    corpus: Path | None = Field(
+        None, description="Your own corpus instead of 20 Newsgroups: a .csv, .parquet or .jsonl file."
+    )
+    text_column: str = Field("text", description="Corpus column holding the texts.")
+    label_column: str | None = Field(
+        None,
+        description="Corpus column holding the true classes. Default: 'label' if the corpus has "
+        "it, else the corpus is unlabelled and label-based evaluation is skipped.",
+    )
+    id_column: str | None = Field(
+        None, description="Corpus column holding unique document ids (default: the row number)."
+    )
+
+
+class CleaningSettings(Settings):
+    """The tutorial's cleaning, plus what a real corpus needs."""
+
+    max_chars: int = Field(10_000, gt=0, description="Drop cleaned texts of this many characters or more.")
+    drop_duplicates: bool = Field(
+        True, description="Drop repeated texts (after cleaning), keeping the first."
+    )
+
+
+class SamplingSettings(Settings):
+    """Which classes, and how many posts of each."""
+
+    groups: list[str] = Field(
+        default_factory=lambda: ["sci"],
+        description="Keep classes whose name contains one of these substrings or matches one "
+        "of these regular expressions (the tutorial's 'sci'). Empty: every class.",
+    )
+    per_class: int = Field(150, ge=0, description="Posts sampled per class (0: all of them).")
+
+
+class EmbeddingSettings(Settings):
+    """How texts become vectors."""
+
+    embedder: EmbedderName = Field("local", description="Embedder: " + ", ".join(EMBEDDERS.names()) + ".")
+    batch_size: int | None = Field(
+        None, ge=1, description="Texts per embedding task (default: the embedder's own choice)."
+    )
+    tfidf_dimensions: int = Field(256, ge=2, le=4096, description="SVD dimensions of the tfidf embedder.")
+
+
+class MapSettings(Settings):
+    """The 2-D map."""
+
+    reducer: ReducerName = Field("tsne", description="Reducer: " + ", ".join(REDUCERS.names()) + ".")
+    perplexity: float = Field(30.0, gt=0, description="t-SNE perplexity (must be below the sample size).")
+    tsne_iterations: int = Field(
+        750, ge=50, description="t-SNE iterations after the 250 of early exaggeration."
+    )
+
+
+class ClusterSettings(Settings):
+    """The clustering that is scored against the labels."""
+
+    clusterer: ClustererName = Field(
+        "kmeans", description="Clusterer: " + ", ".join(CLUSTERERS.names()) + "."
+    )
+    n_clusters: int | None = Field(
+        None, ge=1, description="Number of clusters (default: the number of classes)."
+    )
+    n_init: int = Field(10, ge=1, description="KMeans restarts; the best is kept.")
+
+
+class OutputSettings(Settings):
+    """Where the run's files go."""
+
+    output_dir: Path = Field(Path("artifacts"), description="Folder holding one folder per run.")
+    run_name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Name of this run's folder (default: UTC time, embedder and a random suffix).",
+    )

@@ -1,0 +1,182 @@
+"""The output contract: one run folder, its file names and schemas, and atomic writes.
+
+Every stage writes through this module, so the layout is defined once. A run
+folder is ``<output_dir>/<run_name>/``; ``manifest.json`` is written last, so a
+folder without it is an unfinished (or crashed) run and must not be trusted.
+Each file is written under a temporary name in the same folder and renamed into
+place only once it is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.errors import InputError, OutputError
+
+TMP_PREFIX = ".tmp-"
+MANIFEST = "manifest.json"
+
+DOCUMENTS_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("text", pa.string()),
+        ("label", pa.int32()),
+        ("class_name", pa.string()),
+    ]
+)
+MAP_SCHEMA = pa.schema([("doc_id", pa.string()), ("x", pa.float32()), ("y", pa.float32())])
+CLUSTERS_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster", pa.int32())])
+EVALUATION_SCHEMA = pa.schema(
+    [
+        ("class_name", pa.string()),
+        ("n_docs", pa.int64()),
+        ("majority_cluster", pa.int32()),
+        ("majority_share", pa.float64()),
+        ("majority_shared_with", pa.string()),
+        ("matched_cluster", pa.int32()),
+        ("accuracy", pa.float64()),
+    ]
+)
+CONFUSION_SCHEMA = pa.schema([("class_name", pa.string()), ("predicted", pa.string()), ("count", pa.int64())])
+
+
+def embeddings_schema(dimensions: int) -> pa.Schema:
+    """Schema of ``embeddings.parquet``: ``doc_id`` and a fixed-size float32 list."""
+    return pa.schema([("doc_id", pa.string()), ("embedding", pa.list_(pa.float32(), dimensions))])
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Paths of one run's files. Build it with :func:`create_run` or :func:`open_run`."""
+
+    root: Path
+
+    corpus = property(lambda self: self.root / "corpus.parquet")
+    cleaned = property(lambda self: self.root / "cleaned.parquet")
+    sample = property(lambda self: self.root / "sample.parquet")
+    embeddings = property(lambda self: self.root / "embeddings.parquet")
+    map = property(lambda self: self.root / "tsne.parquet")
+    clusters = property(lambda self: self.root / "clusters.parquet")
+    evaluation = property(lambda self: self.root / "evaluation.parquet")
+    confusion = property(lambda self: self.root / "confusion.parquet")
+    manifest = property(lambda self: self.root / MANIFEST)
+
+    def plot(self, name: str) -> Path:
+        """Path of the PNG plot called ``name`` (without extension)."""
+        return self.root / f"{name}.png"
+
+    @property
+    def is_finished(self) -> bool:
+        """True once the manifest exists: every other file is then complete."""
+        return self.manifest.exists()
+
+
+def default_run_name(embedder: str) -> str:
+    """A sortable, collision-resistant run name such as ``20261126-063000-local-3fa2``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{embedder}-{secrets.token_hex(2)}"
+
+
+def create_run(output_dir: Path, run_name: str) -> RunLayout:
+    """Create the run folder ``output_dir/run_name``; it must not exist yet.
+
+    Creating the folder is atomic, so two runs started at once never share a folder.
+    """
+    root = Path(output_dir) / run_name
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        root.mkdir()
+    except FileExistsError:
+        raise InputError(
+            f"The run folder {root} already exists; choose another --run-name "
+            "or leave it out to get a fresh one."
+        ) from None
+    except OSError as error:
+        raise OutputError(
+            f"Cannot create the run folder {root} ({error.strerror}); pass an --output-dir you can write to."
+        ) from error
+    return RunLayout(root)
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+
+    On any failure the temporary file is removed, so a half-written file never
+    carries a name that a later run would trust.
+    """
+    target = Path(target)
+    tmp = target.with_name(f"{TMP_PREFIX}{target.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as error:
+        raise OutputError(
+            f"Could not write {target} ({error.strerror or error}); "
+            "check that the output folder is writable and the disk is not full."
+        ) from error
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_table(frame: pd.DataFrame, path: Path, schema: pa.Schema) -> Path:
+    """Write ``frame`` (columns of ``schema``, in any order) to ``path`` atomically."""
+    table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path
+
+
+def write_embeddings(doc_ids: list[str], vectors: np.ndarray, path: Path, *, batch_rows: int = 4096) -> Path:
+    """Write ``vectors`` of shape (n_docs, dimensions) in batches, atomically.
+
+    Each row is ``doc_id`` plus its vector as a fixed-size float32 list.
+    """
+    if len(doc_ids) != len(vectors):
+        raise ValueError(f"{len(doc_ids)} doc_ids but {len(vectors)} vectors.")
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    schema = embeddings_schema(vectors.shape[1])
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for start in range(0, len(doc_ids), batch_rows):
+            chunk = vectors[start : start + batch_rows]
+            column = pa.FixedSizeListArray.from_arrays(pa.array(chunk.ravel()), chunk.shape[1])
+            ids = pa.array(doc_ids[start : start + batch_rows], pa.string())
+            writer.write_batch(pa.record_batch([ids, column], schema=schema))
+    return path
+
+
+def read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
+    """Read ``embeddings.parquet``: the doc ids and a float32 array (n_docs, dimensions)."""
+    table = pq.read_table(path)
+    column = table.column("embedding").combine_chunks()
+    dimensions = column.type.list_size
+    vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dimensions)
+    return table.column("doc_id").to_pylist(), vectors.astype(np.float32, copy=False)
+
+
+def write_json(data: dict[str, Any], path: Path) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    return path
+
+
+def write_png(figure: Any, path: Path, *, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as PNG, atomically."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    return path

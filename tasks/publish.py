@@ -1,0 +1,144 @@
+"""Publish: PNG plots in the run folder, and Prefect artifacts (accuracy table, summary with plots)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from tasks.evaluate import Evaluation
+from tasks.layout import RunLayout, write_png
+from tasks.plots import confusion_figure, scatter_figure
+
+ACCURACY_KEY = "newsgroups-accuracy"
+SUMMARY_KEY = "newsgroups-summary"
+
+
+def render_plots(
+    coords: pd.DataFrame,
+    class_names: np.ndarray | None,
+    clusters: np.ndarray,
+    evaluation: Evaluation | None,
+    *,
+    reducer: str,
+) -> dict[str, plt.Figure]:
+    """The run's figures by file name: map by class, map by cluster, confusion matrix.
+
+    Without labels (``class_names`` None) only the map by cluster is drawn.
+    """
+    label = {"tsne": "t-SNE", "pca": "PCA"}.get(reducer, reducer)
+    if evaluation is None:
+        hue = np.array([f"cluster {c}" for c in clusters])
+        return {
+            "map_by_cluster": scatter_figure(
+                coords,
+                hue,
+                title=f"Scatter plot of posts using {label}, coloured by cluster",
+                legend_title="Cluster",
+                reducer=label,
+            )
+        }
+    named = evaluation.predicted_names(clusters)
+    hue = np.array(
+        [
+            f"{c}: {name}" if not name.startswith("cluster") else name
+            for c, name in zip(clusters, named, strict=True)
+        ]
+    )
+    return {
+        "map_by_class": scatter_figure(
+            coords,
+            class_names,
+            title=f"Scatter plot of posts using {label}",
+            legend_title="Class",
+            reducer=label,
+        ),
+        "map_by_cluster": scatter_figure(
+            coords,
+            hue,
+            title="Scatter plot of posts using KMeans clustering",
+            legend_title="Cluster: matched class",
+            reducer=label,
+        ),
+        "confusion_matrix": confusion_figure(
+            evaluation.confusion, title="Confusion matrix for actual and clustered classes"
+        ),
+    }
+
+
+def summary_markdown(
+    run_name: str, metrics: dict[str, Any], table: pd.DataFrame | None, images: dict[str, Path]
+) -> str:
+    """Markdown of the run's metrics, per-class table and plots (inlined as data-URI PNGs)."""
+    lines = [f"# Run `{run_name}`", "", "| metric | value |", "| --- | --- |"]
+    lines += [
+        f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+        for k, v in metrics.items()
+        if not isinstance(v, dict)
+    ]
+    if table is not None:
+        lines += [
+            "",
+            "| class | posts | accuracy | majority share | majority shared with |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {r.class_name} | {r.n_docs} | {r.accuracy:.3f} | {r.majority_share:.3f} | {r.majority_shared_with or '-'} |"
+            for r in table.itertuples()
+        ]
+    for name, path in images.items():
+        encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+        lines += ["", f"## {name.replace('_', ' ')}", "", f"![{name}](data:image/png;base64,{encoded})"]
+    return "\n".join(lines) + "\n"
+
+
+def save_plots(figures: dict[str, plt.Figure], layout: RunLayout) -> dict[str, Path]:
+    """Write each figure as ``<name>.png`` in the run folder and close it."""
+    paths = {}
+    for name, figure in figures.items():
+        paths[name] = write_png(figure, layout.plot(name))
+        plt.close(figure)
+    return paths
+
+
+@task(name="publish", task_run_name="publish")
+def publish_task(
+    coords: pd.DataFrame,
+    class_names: np.ndarray | None,
+    clusters: np.ndarray,
+    evaluation: Evaluation | None,
+    metrics: dict[str, Any],
+    *,
+    reducer: str,
+    layout: RunLayout,
+) -> dict[str, Path]:
+    """Prefect task: save the plots, then publish the accuracy table and the summary artifacts."""
+    images = save_plots(render_plots(coords, class_names, clusters, evaluation, reducer=reducer), layout)
+    table = evaluation.table if evaluation is not None else None
+    if table is not None:
+        create_table_artifact(
+            key=ACCURACY_KEY,
+            table=[
+                {
+                    "class": r.class_name,
+                    "posts": int(r.n_docs),
+                    "accuracy": round(float(r.accuracy), 4),
+                    "majority share": round(float(r.majority_share), 4),
+                    "majority shared with": r.majority_shared_with or "-",
+                }
+                for r in table.itertuples()
+            ],
+            description=f"Per-class accuracy of run {layout.root.name}",
+        )
+    create_markdown_artifact(
+        key=SUMMARY_KEY,
+        markdown=summary_markdown(layout.root.name, metrics, table, images),
+        description=f"Summary and plots of run {layout.root.name}",
+    )
+    return images

@@ -1,0 +1,136 @@
+"""Reducers: embeddings (n, d) -> a 2-D map (n, 2)."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import pandas as pd
+from prefect import task
+
+from tasks.errors import InputError
+from tasks.layout import MAP_SCHEMA, RunLayout, write_table
+from tasks.registry import Registry
+
+if TYPE_CHECKING:
+    from tasks.config import MapSettings
+
+log = logging.getLogger(__name__)
+
+REDUCERS: Registry[Reducer] = Registry("reducer")
+
+
+class Reducer(ABC):
+    """Maps vectors to 2-D; sklearn's ``fit_transform`` convention."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: MapSettings, *, seed: int) -> Reducer:
+        """Build the reducer from the run's map settings."""
+
+    def check(self, n_samples: int) -> None:
+        """Raise :class:`InputError` if ``n_samples`` points cannot be mapped."""
+        if n_samples < 3:
+            raise InputError(f"A map needs at least 3 posts; the sample has {n_samples}.")
+
+    @abstractmethod
+    def fit_transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Map ``vectors`` (n, d) to float32 (n, 2)."""
+
+
+@REDUCERS.register
+class TsneReducer(Reducer):
+    """openTSNE with FFT-accelerated gradients, PCA initialisation and a fixed seed.
+
+    openTSNE rather than scikit-learn: same quality, and the FFT method stays
+    fast as N grows (see benchmarks/).
+    """
+
+    name: ClassVar[str] = "tsne"
+
+    def __init__(self, *, perplexity: float = 30.0, n_iter: int = 750, seed: int = 0) -> None:
+        self.perplexity = perplexity
+        self.n_iter = n_iter
+        self.seed = seed
+
+    @classmethod
+    def from_settings(cls, settings: MapSettings, *, seed: int) -> TsneReducer:
+        """Read perplexity and iterations; use the run's seed."""
+        return cls(perplexity=settings.perplexity, n_iter=settings.tsne_iterations, seed=seed)
+
+    def check(self, n_samples: int) -> None:
+        """Perplexity must be below the number of points."""
+        super().check(n_samples)
+        if self.perplexity >= n_samples:
+            raise InputError(
+                f"The t-SNE perplexity ({self.perplexity:g}) must be less than the number of "
+                f"posts ({n_samples}); pass a smaller --perplexity or a larger sample."
+            )
+
+    def fit_transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Run early exaggeration (250 iterations) then ``n_iter`` more, logging progress."""
+        from openTSNE import TSNE
+
+        def report(iteration: int, error: float, embedding: np.ndarray) -> None:
+            log.info("map: t-SNE iteration %d, KL divergence %.3f", iteration, error)
+
+        model = TSNE(
+            n_components=2,
+            perplexity=self.perplexity,
+            n_iter=self.n_iter,
+            initialization="pca",
+            negative_gradient_method="fft",
+            random_state=self.seed,
+            n_jobs=1,
+            callbacks=report,
+            callbacks_every_iters=250,
+        )
+        return np.asarray(model.fit(vectors), dtype=np.float32)
+
+
+@REDUCERS.register
+class PcaReducer(Reducer):
+    """The first two principal components: instant, linear, deterministic."""
+
+    name: ClassVar[str] = "pca"
+
+    def __init__(self, *, seed: int = 0) -> None:
+        self.seed = seed
+
+    @classmethod
+    def from_settings(cls, settings: MapSettings, *, seed: int) -> PcaReducer:
+        """PCA has no options beyond the seed."""
+        return cls(seed=seed)
+
+    def fit_transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Project ``vectors`` on their first two principal components."""
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, random_state=self.seed).fit_transform(vectors).astype(np.float32)
+
+
+def map_embeddings(
+    doc_ids: list[str], vectors: np.ndarray, settings: MapSettings, *, seed: int
+) -> pd.DataFrame:
+    """Map ``vectors`` (n, d) to 2-D with the chosen reducer.
+
+    Returns a frame with columns ``doc_id``, ``x``, ``y`` in the order of ``doc_ids``.
+    """
+    reducer = REDUCERS.get(settings.reducer).from_settings(settings, seed=seed)
+    reducer.check(len(vectors))
+    coords = reducer.fit_transform(vectors)
+    return pd.DataFrame({"doc_id": doc_ids, "x": coords[:, 0], "y": coords[:, 1]})
+
+
+@task(name="map", task_run_name="map-{settings.reducer}")
+def map_task(
+    doc_ids: list[str], vectors: np.ndarray, settings: MapSettings, *, seed: int, layout: RunLayout
+) -> pd.DataFrame:
+    """Prefect task: :func:`map_embeddings`, persisted to ``tsne.parquet``."""
+    frame = map_embeddings(doc_ids, vectors, settings, seed=seed)
+    write_table(frame, layout.map, MAP_SCHEMA)
+    return frame

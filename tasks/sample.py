@@ -1,0 +1,84 @@
+"""Sample: keep the chosen classes and draw N posts from each, reproducibly."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from prefect import task
+
+from tasks.errors import InputError
+from tasks.layout import DOCUMENTS_SCHEMA, RunLayout, write_table
+
+if TYPE_CHECKING:
+    from tasks.config import SamplingSettings
+
+
+def _matches(name: str, pattern: str) -> bool:
+    if pattern in name:
+        return True
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return False
+
+
+def select_groups(frame: pd.DataFrame, patterns: list[str]) -> pd.DataFrame:
+    """Keep rows whose ``class_name`` contains or matches (regex) any of ``patterns``.
+
+    An empty ``patterns`` keeps every row, as does an unlabelled corpus.
+    """
+    if not patterns or frame["class_name"].isna().all():
+        return frame
+    names = sorted(frame["class_name"].dropna().unique())
+    chosen = [name for name in names if any(_matches(name, p) for p in patterns)]
+    if not chosen:
+        raise InputError(
+            f"The group filter {patterns} matches none of the {len(names)} classes; "
+            f"the classes are: {', '.join(names)}."
+        )
+    return frame[frame["class_name"].isin(chosen)]
+
+
+def sample_per_class(frame: pd.DataFrame, per_class: int, *, seed: int) -> pd.DataFrame:
+    """Draw ``per_class`` rows of each class without replacement (0: all rows).
+
+    The draw depends only on ``seed`` and the set of rows (not their order).
+    An unlabelled corpus is one class, so ``per_class`` caps its size.
+    Returns rows sorted by class name, then doc_id.
+    """
+    rng = np.random.default_rng(seed)
+    keys = frame["class_name"].fillna("")
+    ordered = frame.assign(_key=keys).sort_values(["_key", "doc_id"], kind="stable")
+    parts = []
+    for name, group in ordered.groupby("_key", sort=True):
+        if per_class and len(group) < per_class:
+            label = f"The class {name!r}" if name else "The corpus"
+            raise InputError(
+                f"{label} has only {len(group)} posts after cleaning, fewer than the "
+                f"{per_class} per class asked for; pass --per-class {len(group)} or less (0 takes all)."
+            )
+        if per_class:
+            picked = np.sort(rng.choice(len(group), size=per_class, replace=False))
+            group = group.iloc[picked]
+        parts.append(group)
+    return pd.concat(parts).drop(columns="_key").reset_index(drop=True)
+
+
+def sample_corpus(frame: pd.DataFrame, settings: SamplingSettings, *, seed: int) -> pd.DataFrame:
+    """:func:`select_groups` then :func:`sample_per_class`."""
+    if frame.empty:
+        raise InputError("No posts are left after cleaning; check the corpus and --max-chars.")
+    return sample_per_class(select_groups(frame, settings.groups), settings.per_class, seed=seed)
+
+
+@task(name="sample", task_run_name="sample")
+def sample_task(
+    frame: pd.DataFrame, settings: SamplingSettings, *, seed: int, layout: RunLayout
+) -> pd.DataFrame:
+    """Prefect task: :func:`sample_corpus`, persisted to ``sample.parquet``."""
+    sample = sample_corpus(frame, settings, seed=seed)
+    write_table(sample, layout.sample, DOCUMENTS_SCHEMA)
+    return sample

@@ -1,0 +1,73 @@
+"""Shared fixtures: an isolated Prefect, the real 20 Newsgroups archive, tiny corpora."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before Prefect is imported: every test session gets its own Prefect home and database.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "20news-bydate.tar.gz"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_harness():
+    """One temporary Prefect API for the whole session (entering it costs ~6 s)."""
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture(scope="session")
+def archive() -> Path:
+    """The real 20 Newsgroups bydate archive ($NEWSGROUPS_ARCHIVE or ../shared/data)."""
+    path = Path(os.environ.get("NEWSGROUPS_ARCHIVE", DEFAULT_ARCHIVE))
+    if not path.exists():
+        pytest.skip(f"the 20 Newsgroups archive is not at {path}; set NEWSGROUPS_ARCHIVE")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_home(tmp_path_factory) -> Path:
+    """A scikit-learn data home shared by the session, so the archive is unpacked once."""
+    return tmp_path_factory.mktemp("scikit_learn_data")
+
+
+@pytest.fixture(scope="session")
+def train_posts(archive, data_home) -> pd.DataFrame:
+    """All posts of the real train split."""
+    from tasks.ingest import load_newsgroups
+
+    return load_newsgroups(archive=archive, data_home=data_home, subset="train")
+
+
+@pytest.fixture
+def tiny_corpus() -> pd.DataFrame:
+    """Twelve short labelled texts in three classes, as a user's corpus would hold them."""
+    rows = [
+        ("space", "The rocket reached orbit after the second stage burn."),
+        ("space", "NASA plans a new mission to the moon and Mars."),
+        ("space", "The shuttle docked with the space station today."),
+        ("space", "Astronauts trained for the spacewalk on the station."),
+        ("medicine", "The doctor prescribed antibiotics for the infection."),
+        ("medicine", "Patients with diabetes need insulin every day."),
+        ("medicine", "The new vaccine trial showed strong immune response."),
+        ("medicine", "Surgery went well and the patient is recovering."),
+        ("crypto", "The cipher uses a 128 bit key and public key exchange."),
+        ("crypto", "Encryption protects the message from eavesdroppers."),
+        ("crypto", "The government wants a backdoor in the clipper chip."),
+        ("crypto", "RSA signatures rely on the difficulty of factoring."),
+    ]
+    return pd.DataFrame({"id": [f"d{i}" for i in range(len(rows))], "text": [t for _, t in rows], "label": [c for c, _ in rows]})
