@@ -23,15 +23,28 @@ def point_size(n_points: int) -> float:
     return float(np.clip(6000 / max(n_points, 1), 2, 40))
 
 
+def class_palette(names: list[str]) -> dict[str, tuple[float, float, float]]:
+    """One distinct colour per name, assigned in sorted order (so every plot agrees)."""
+    order = sorted(set(names), key=str)
+    return dict(zip(order, sns.color_palette("hls", len(order)), strict=True))
+
+
 def scatter_figure(
-    coords: pd.DataFrame, hue: np.ndarray, *, title: str, legend_title: str, reducer: str = "t-SNE"
+    coords: pd.DataFrame,
+    hue: np.ndarray,
+    *,
+    title: str,
+    legend_title: str,
+    reducer: str = "t-SNE",
+    palette: dict | None = None,
 ) -> Figure:
     """The 2-D map, one colour per value of ``hue`` (n,), legend outside on the right.
 
-    ``coords`` has columns ``x`` and ``y`` (n rows).
+    ``coords`` has columns ``x`` and ``y`` (n rows). ``palette`` maps each hue
+    value to a colour (default: :func:`class_palette`); missing values are grey.
     """
     order = sorted(set(hue), key=str)
-    palette = dict(zip(order, sns.color_palette("hls", len(order)), strict=True))
+    palette = {value: (palette or class_palette(order)).get(value, NOISE_COLOUR) for value in order}
     with sns.axes_style("darkgrid", {"grid.color": ".6", "grid.linestyle": ":"}):
         figure, axes = plt.subplots(figsize=(8, 6))
         sns.scatterplot(

@@ -14,7 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.evaluate import Evaluation
 from tasks.layout import RunLayout, write_png
-from tasks.plots import confusion_figure, scatter_figure
+from tasks.plots import NOISE_COLOUR, class_palette, confusion_figure, scatter_figure
 
 ACCURACY_KEY = "newsgroups-accuracy"
 SUMMARY_KEY = "newsgroups-summary"
@@ -45,12 +45,12 @@ def render_plots(
             )
         }
     named = evaluation.predicted_names(clusters)
-    hue = np.array(
-        [
-            f"{c}: {name}" if not name.startswith("cluster") else name
-            for c, name in zip(clusters, named, strict=True)
-        ]
-    )
+    # A cluster takes the colour of the class it was matched to, so both maps read alike.
+    hue = np.array([f"{c}: {name}" for c, name in zip(clusters, named, strict=True)])
+    colours = class_palette(list(class_names))
+    cluster_colours = {
+        f"{c}: {name}": colours.get(name, NOISE_COLOUR) for c, name in zip(clusters, named, strict=True)
+    }
     return {
         "map_by_class": scatter_figure(
             coords,
@@ -62,9 +62,10 @@ def render_plots(
         "map_by_cluster": scatter_figure(
             coords,
             hue,
-            title="Scatter plot of posts using KMeans clustering",
+            title=f"Clusters of the embeddings on the {label} map",
             legend_title="Cluster: matched class",
             reducer=label,
+            palette=cluster_colours,
         ),
         "confusion_matrix": confusion_figure(
             evaluation.confusion, title="Confusion matrix for actual and clustered classes"
