@@ -44,10 +44,12 @@ class Reducer(ABC):
 
 @REDUCERS.register
 class TsneReducer(Reducer):
-    """openTSNE with FFT-accelerated gradients, PCA initialisation and a fixed seed.
+    """openTSNE with PCA initialisation and a fixed seed, on one thread.
 
-    openTSNE rather than scikit-learn: same quality, and the FFT method stays
-    fast as N grows (see benchmarks/).
+    openTSNE picks Barnes-Hut gradients below 10,000 points and FFT-accelerated
+    ones above; benchmarks/tsne_implementations.py measured that choice against
+    scikit-learn's TSNE (the tutorial's). One thread keeps the map identical on
+    every machine: openTSNE's result changes with its thread count.
     """
 
     name: ClassVar[str] = "tsne"
@@ -83,7 +85,7 @@ class TsneReducer(Reducer):
             perplexity=self.perplexity,
             n_iter=self.n_iter,
             initialization="pca",
-            negative_gradient_method="fft",
+            negative_gradient_method="auto",
             random_state=self.seed,
             n_jobs=1,
             callbacks=report,
