@@ -148,6 +148,13 @@ def newsgroups(
         metrics=metrics,
         embedding=embedding_info,
     )
+    if labelled and metrics["majority_collisions"]:
+        logger.warning(
+            "evaluate: %d classes share their majority cluster with another class; the tutorial's "
+            "majority table overstates them (see majority_shared_with); per_class_accuracy uses a "
+            "one-to-one matching instead",
+            metrics["majority_collisions"],
+        )
     if labelled:
         logger.info(
             "evaluate: Hungarian accuracy %.3f, ARI %.3f, NMI %.3f",
