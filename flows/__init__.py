@@ -2,8 +2,11 @@
 
 import os
 
-# Stage modules log through ``logging.getLogger("tasks....")``; this makes Prefect
-# forward those records to the run's logs (and the UI), not only to the console.
-# It must be set before Prefect configures logging, i.e. before prefect is imported.
+# These must be set before Prefect is imported (it reads its settings then).
+# Stage modules log through ``logging.getLogger("tasks....")``: forward those records
+# to the run's logs and the UI, not only to the console.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
+# Without it, every ad-hoc run logs a (harmless) telemetry error on offline machines.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Ad-hoc runs start a temporary server; Prefect's 20 s start-up limit is too short on a busy laptop.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
