@@ -35,7 +35,9 @@ def expected_flags() -> dict[str, str]:
     for name, parameter in inspect.signature(newsgroups.fn).parameters.items():
         model = hints[name]
         if isinstance(model, type) and issubclass(model, BaseModel):
-            defaults = {f: info.get_default(call_default_factory=True) for f, info in model.model_fields.items()}
+            defaults = {
+                f: info.get_default(call_default_factory=True) for f, info in model.model_fields.items()
+            }
         else:
             defaults = {name: parameter.default}
         for field, default in defaults.items():
@@ -49,7 +51,12 @@ def help_text() -> str:
     env = {**os.environ, "COLUMNS": "1000"}  # one line per option, so a default is never wrapped
     result = subprocess.run(
         [sys.executable, "-m", "flows.newsgroups", "--help"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -61,8 +68,15 @@ def parse(*argv: str) -> dict:
 
 def test_the_expectation_covers_every_settings_model_field():
     flags = expected_flags()
-    models = [SourceSettings, CleaningSettings, SamplingSettings, EmbeddingSettings, MapSettings,
-              ClusterSettings, OutputSettings]
+    models = [
+        SourceSettings,
+        CleaningSettings,
+        SamplingSettings,
+        EmbeddingSettings,
+        MapSettings,
+        ClusterSettings,
+        OutputSettings,
+    ]
     assert len(flags) == sum(len(m.model_fields) for m in models) + 1  # + --seed
     assert "--per-class" in flags and "--seed" in flags
 
@@ -110,8 +124,18 @@ def test_no_flags_give_the_default_settings():
 
 def test_flags_build_the_settings_models_with_typed_values():
     kwargs = parse(
-        "--per-class", "5", "--embedder", "tfidf", "--perplexity", "12.5", "--archive", "data/a.tar.gz",
-        "--n-clusters", "3", "--seed", "7",
+        "--per-class",
+        "5",
+        "--embedder",
+        "tfidf",
+        "--perplexity",
+        "12.5",
+        "--archive",
+        "data/a.tar.gz",
+        "--n-clusters",
+        "3",
+        "--seed",
+        "7",
     )
     assert kwargs["sampling"] == SamplingSettings(per_class=5)
     assert kwargs["embedding"] == EmbeddingSettings(embedder="tfidf")

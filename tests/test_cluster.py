@@ -54,7 +54,9 @@ def test_build_clusterer_passes_the_run_seed_and_settings(blobs):
 
 
 def test_more_clusters_than_posts_is_refused():
-    with pytest.raises(InputError, match=r"number of clusters \(6\) must not exceed the number of posts \(5\)"):
+    with pytest.raises(
+        InputError, match=r"number of clusters \(6\) must not exceed the number of posts \(5\)"
+    ):
         KMeansClusterer(n_clusters=6).check(5)
 
 

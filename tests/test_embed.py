@@ -37,7 +37,9 @@ def test_the_builtin_embedders_are_registered_by_name():
 
 
 def test_an_unknown_embedder_name_lists_the_valid_names():
-    with pytest.raises(InputError, match=r"The embedder must be one of .*'local'.*'tfidf'.*Got 'nope' instead"):
+    with pytest.raises(
+        InputError, match=r"The embedder must be one of .*'local'.*'tfidf'.*Got 'nope' instead"
+    ):
         EMBEDDERS.get("nope")
 
 

@@ -124,12 +124,28 @@ def test_a_run_is_finished_once_its_manifest_exists(tmp_path):
 def test_the_layout_names_every_file_of_the_contract(tmp_path):
     layout = RunLayout(tmp_path)
     names = [
-        layout.corpus, layout.cleaned, layout.sample, layout.embeddings, layout.map,
-        layout.clusters, layout.evaluation, layout.confusion, layout.manifest, layout.plot("map_by_class"),
+        layout.corpus,
+        layout.cleaned,
+        layout.sample,
+        layout.embeddings,
+        layout.map,
+        layout.clusters,
+        layout.evaluation,
+        layout.confusion,
+        layout.manifest,
+        layout.plot("map_by_class"),
     ]
     assert [p.name for p in names] == [
-        "corpus.parquet", "cleaned.parquet", "sample.parquet", "embeddings.parquet", "tsne.parquet",
-        "clusters.parquet", "evaluation.parquet", "confusion.parquet", "manifest.json", "map_by_class.png",
+        "corpus.parquet",
+        "cleaned.parquet",
+        "sample.parquet",
+        "embeddings.parquet",
+        "tsne.parquet",
+        "clusters.parquet",
+        "evaluation.parquet",
+        "confusion.parquet",
+        "manifest.json",
+        "map_by_class.png",
     ]
     assert {p.parent for p in names} == {tmp_path}
 

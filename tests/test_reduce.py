@@ -72,7 +72,9 @@ def test_map_embeddings_passes_the_run_seed_and_settings_to_tsne(blobs):
 
 @pytest.mark.parametrize("perplexity", [30, 31])
 def test_a_perplexity_not_below_the_number_of_posts_is_refused(perplexity):
-    with pytest.raises(InputError, match=rf"perplexity \({perplexity}\) must be less than the number of posts \(30\)"):
+    with pytest.raises(
+        InputError, match=rf"perplexity \({perplexity}\) must be less than the number of posts \(30\)"
+    ):
         TsneReducer(perplexity=perplexity).check(30)
 
 
@@ -99,9 +101,7 @@ def test_map_embeddings_returns_doc_ids_and_coordinates_in_order(blobs):
     frame = map_embeddings(doc_ids, blobs[0], MapSettings(reducer="pca"), seed=0)
     assert list(frame.columns) == ["doc_id", "x", "y"]
     assert frame["doc_id"].tolist() == doc_ids
-    np.testing.assert_array_equal(
-        frame[["x", "y"]].to_numpy(), PcaReducer(seed=0).fit_transform(blobs[0])
-    )
+    np.testing.assert_array_equal(frame[["x", "y"]].to_numpy(), PcaReducer(seed=0).fit_transform(blobs[0]))
 
 
 def test_the_builtin_reducers_are_registered():
