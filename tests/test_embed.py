@@ -235,3 +235,10 @@ def test_embed_batch_with_tfidf_embeds_the_whole_batch(tiny_corpus):
     settings = EmbeddingSettings(embedder="tfidf", tfidf_dimensions=3)
     vectors = embed_batch(tiny_corpus["text"].tolist(), settings, seed=0)
     assert vectors.shape == (12, 3)
+
+
+def test_tfidf_on_a_real_sample_gives_the_asked_dimensions(train_posts):
+    texts = train_posts.groupby("class_name").head(3)["text"].tolist()
+    vectors = TfidfEmbedder(dimensions=8, seed=0).embed(texts)
+    assert vectors.shape == (60, 8)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

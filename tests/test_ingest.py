@@ -209,3 +209,15 @@ def test_ingest_reads_the_corpus_the_settings_name(tiny_corpus, tmp_path):
     tiny_corpus.to_csv(path, index=False)
     frame = ingest(SourceSettings(corpus=path, id_column="id"))
     assert frame["doc_id"].tolist() == tiny_corpus["id"].tolist()
+
+
+UNICODE_TEXTS = ["café crème", "naïve — “quoted”", "漢字 and emoji 🚀", "tab\tand\nnewline"]
+
+
+@pytest.mark.parametrize("suffix", sorted(WRITERS))
+def test_non_ascii_utf8_texts_round_trip_unchanged(tmp_path, suffix):
+    path = tmp_path / f"corpus.{suffix}"
+    WRITERS[suffix](pd.DataFrame({"text": UNICODE_TEXTS}), path)
+    frame = load_corpus(path)
+    assert frame["text"].tolist() == UNICODE_TEXTS
+    assert not frame["text"].str.contains("\ufffd").any()
