@@ -100,7 +100,7 @@ def test_subset_all_is_train_then_test(archive, data_home, train_posts):
 def test_unpacked_folder_gives_the_same_frame_as_the_archive(archive, train_posts, tmp_path):
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path, filter="data")
-    from_folder = load_newsgroups(archive=tmp_path, subset="train")
+    from_folder = load_newsgroups(archive=tmp_path, data_home=tmp_path / "home", subset="train")
     pd.testing.assert_frame_equal(from_folder, train_posts)
 
 
