@@ -114,10 +114,11 @@ def build_parser(flow_fn: Any, prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _sentence(error: ValidationError, flow_fn: Any) -> str:
+def _sentence(error: ValidationError, parameter: str) -> str:
     problems = []
     for item in error.errors():
-        name = str(item["loc"][0]) if item["loc"] else "?"
+        # A settings field has its name in loc; a plain flow argument (validated alone) has none.
+        name = str(item["loc"][0]) if item["loc"] else parameter
         problems.append(f"{_flag(name)}: {item['msg']} (got {item.get('input')!r})")
     return "Invalid parameter " + "; ".join(problems) + ". See --help."
 
@@ -136,7 +137,7 @@ def flow_kwargs(flow_fn: Any, args: argparse.Namespace) -> dict[str, Any]:
 
                 kwargs[name] = TypeAdapter(annotation).validate_python(given[name])
     except ValidationError as error:
-        raise InputError(_sentence(error, flow_fn)) from None
+        raise InputError(_sentence(error, name)) from None
     return kwargs
 
 

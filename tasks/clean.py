@@ -36,9 +36,9 @@ def clean_corpus(frame: pd.DataFrame, settings: CleaningSettings) -> tuple[pd.Da
 
     Drops, in order and counted under these keys: ``missing`` (no text),
     ``empty`` (nothing but white space after cleaning), ``too_long``
-    (``settings.max_chars`` characters or more), ``duplicate`` (same cleaned
-    text as an earlier row, when ``settings.drop_duplicates``) and
-    ``unlabelled`` (no class in a labelled corpus). ``undecodable`` counts kept
+    (``settings.max_chars`` characters or more), ``unlabelled`` (no class in a
+    labelled corpus) and ``duplicate`` (same cleaned text as an earlier row that
+    is kept, when ``settings.drop_duplicates``). ``undecodable`` counts kept
     texts holding U+FFFD, where bytes that were not valid UTF-8 were replaced.
 
     Returns the kept rows (same columns, original order) and the counts.
@@ -48,10 +48,13 @@ def clean_corpus(frame: pd.DataFrame, settings: CleaningSettings) -> tuple[pd.Da
     empty = ~missing & (texts.str.strip() == "")
     too_long = ~missing & ~empty & (texts.str.len() >= settings.max_chars)
     usable = ~(missing | empty | too_long)
-    duplicate = usable & texts.duplicated() if settings.drop_duplicates else usable & False
     labelled = frame["class_name"].notna()
-    unlabelled = usable & ~duplicate & ~labelled if labelled.any() else usable & False
-    keep = usable & ~duplicate & ~unlabelled
+    unlabelled = usable & ~labelled if labelled.any() else usable & False
+    # Only rows that would be kept can be the first copy, or a dropped row would take its twins with it.
+    candidates = usable & ~unlabelled
+    repeated = texts.where(candidates).duplicated()
+    duplicate = candidates & repeated if settings.drop_duplicates else candidates & False
+    keep = candidates & ~duplicate
     kept = frame.loc[keep].assign(text=texts[keep]).reset_index(drop=True)
     report = {
         "input": len(frame),

@@ -1,0 +1,174 @@
+"""CLI: one flag per settings field, generated from the flow's pydantic models."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from flows.cli import build_parser, flow_kwargs
+from flows.newsgroups import newsgroups
+from tasks.config import (
+    CleaningSettings,
+    ClusterSettings,
+    EmbeddingSettings,
+    MapSettings,
+    OutputSettings,
+    SamplingSettings,
+    SourceSettings,
+)
+from tasks.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def expected_flags() -> dict[str, str]:
+    """Flag -> how its default should read, from the flow's signature and its models."""
+    expected = {}
+    hints = typing.get_type_hints(newsgroups.fn)
+    for name, parameter in inspect.signature(newsgroups.fn).parameters.items():
+        model = hints[name]
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            defaults = {
+                f: info.get_default(call_default_factory=True) for f, info in model.model_fields.items()
+            }
+        else:
+            defaults = {name: parameter.default}
+        for field, default in defaults.items():
+            shown = "none" if default is None else " ".join(default) if isinstance(default, list) else default
+            expected["--" + field.replace("_", "-")] = f"[default: {shown}]"
+    return expected
+
+
+@pytest.fixture(scope="module")
+def help_text() -> str:
+    env = {**os.environ, "COLUMNS": "1000"}  # one line per option, so a default is never wrapped
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.newsgroups", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def parse(*argv: str) -> dict:
+    return flow_kwargs(newsgroups, build_parser(newsgroups, "test").parse_args(list(argv)))
+
+
+def test_the_expectation_covers_every_settings_model_field():
+    flags = expected_flags()
+    models = [
+        SourceSettings,
+        CleaningSettings,
+        SamplingSettings,
+        EmbeddingSettings,
+        MapSettings,
+        ClusterSettings,
+        OutputSettings,
+    ]
+    assert len(flags) == sum(len(m.model_fields) for m in models) + 1  # + --seed
+    assert "--per-class" in flags and "--seed" in flags
+
+
+def option_help(help_text: str) -> dict[str, str]:
+    """Each option's help entry, joined into one line (long option names push the help down a line)."""
+    entries: dict[str, str] = {}
+    flag = None
+    for line in help_text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("-"):
+            flag = stripped.split()[0].rstrip(",")
+            entries[flag] = stripped
+        elif stripped and flag:
+            entries[flag] += " " + stripped
+        else:
+            flag = None
+    return entries
+
+
+def test_help_lists_every_settings_field_as_a_flag_with_its_default(help_text):
+    entries = option_help(help_text)
+    for flag, default in expected_flags().items():
+        assert flag in entries, f"{flag} is missing from --help"
+        assert entries[flag].endswith(default), f"{flag}: expected {default!r} in {entries[flag]!r}"
+
+
+def test_help_groups_the_flags_by_stage(help_text):
+    for group in ("source:", "cleaning:", "sampling:", "embedding:", "mapping:", "clustering:", "output:"):
+        assert f"\n{group}\n" in help_text
+
+
+def test_no_flags_give_the_default_settings():
+    kwargs = parse()
+    assert kwargs == {
+        "source": SourceSettings(),
+        "cleaning": CleaningSettings(),
+        "sampling": SamplingSettings(),
+        "embedding": EmbeddingSettings(),
+        "mapping": MapSettings(),
+        "clustering": ClusterSettings(),
+        "output": OutputSettings(),
+    }
+
+
+def test_flags_build_the_settings_models_with_typed_values():
+    kwargs = parse(
+        "--per-class",
+        "5",
+        "--embedder",
+        "tfidf",
+        "--perplexity",
+        "12.5",
+        "--archive",
+        "data/a.tar.gz",
+        "--n-clusters",
+        "3",
+        "--seed",
+        "7",
+    )
+    assert kwargs["sampling"] == SamplingSettings(per_class=5)
+    assert kwargs["embedding"] == EmbeddingSettings(embedder="tfidf")
+    assert kwargs["mapping"].perplexity == 12.5
+    assert kwargs["source"].archive == Path("data/a.tar.gz")
+    assert kwargs["clustering"] == ClusterSettings(n_clusters=3)
+    assert kwargs["seed"] == 7
+    assert isinstance(kwargs["seed"], int)
+
+
+def test_a_list_field_takes_several_values():
+    assert parse("--groups", "sci", "^rec\\.")["sampling"].groups == ["sci", "^rec\\."]
+
+
+def test_a_list_flag_with_no_values_gives_an_empty_list():
+    assert parse("--groups")["sampling"].groups == []
+
+
+def test_a_bool_field_has_a_flag_and_a_no_flag():
+    assert parse("--no-drop-duplicates")["cleaning"].drop_duplicates is False
+    assert parse("--drop-duplicates")["cleaning"].drop_duplicates is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--per-class", "-1"], "--per-class"),
+        (["--max-chars", "0"], "--max-chars"),
+        (["--perplexity", "many"], "--perplexity"),
+        (["--run-name", "../escape"], "--run-name"),
+        (["--seed", "1.5"], "--seed"),
+    ],
+)
+def test_an_invalid_value_is_an_input_error_naming_the_flag(argv, flag):
+    with pytest.raises(InputError, match=rf"^Invalid parameter {flag}: .*\(got '{argv[1]}'\)"):
+        parse(*argv)
