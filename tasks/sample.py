@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import TYPE_CHECKING
 
@@ -42,14 +43,22 @@ def select_groups(frame: pd.DataFrame, patterns: list[str]) -> pd.DataFrame:
     return frame[frame["class_name"].isin(chosen)]
 
 
+def _stable_hash(name: str) -> int:
+    """A 64-bit integer from ``name`` that is the same in every process (unlike ``hash``)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
+
+
 def sample_per_class(frame: pd.DataFrame, per_class: int, *, seed: int) -> pd.DataFrame:
     """Draw ``per_class`` rows of each class without replacement (0: all rows).
 
-    The draw depends only on ``seed`` and the set of rows (not their order).
+    Each class is shuffled by its own generator, seeded by ``seed`` and the class
+    name, and its first ``per_class`` rows are taken. So the draw depends only on
+    the seed and the class's rows (not their order, nor which other classes are
+    selected), and a larger sample contains the smaller one: a run with 300 per
+    class re-uses the 150 of an earlier run (and their cached embeddings).
     An unlabelled corpus is one class, so ``per_class`` caps its size.
     Returns rows sorted by class name, then doc_id.
     """
-    rng = np.random.default_rng(seed)
     keys = frame["class_name"].fillna("")
     ordered = frame.assign(_key=keys).sort_values(["_key", "doc_id"], kind="stable")
     parts = []
@@ -61,8 +70,8 @@ def sample_per_class(frame: pd.DataFrame, per_class: int, *, seed: int) -> pd.Da
                 f"{per_class} per class asked for; pass --per-class {len(group)} or less (0 takes all)."
             )
         if per_class:
-            picked = np.sort(rng.choice(len(group), size=per_class, replace=False))
-            group = group.iloc[picked]
+            rng = np.random.default_rng([seed, _stable_hash(name)])
+            group = group.iloc[np.sort(rng.permutation(len(group))[:per_class])]
         parts.append(group)
     return pd.concat(parts).drop(columns="_key").reset_index(drop=True)
 

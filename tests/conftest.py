@@ -70,4 +70,10 @@ def tiny_corpus() -> pd.DataFrame:
         ("crypto", "The government wants a backdoor in the clipper chip."),
         ("crypto", "RSA signatures rely on the difficulty of factoring."),
     ]
-    return pd.DataFrame({"id": [f"d{i}" for i in range(len(rows))], "text": [t for _, t in rows], "label": [c for c, _ in rows]})
+    return pd.DataFrame(
+        {
+            "id": [f"d{i}" for i in range(len(rows))],
+            "text": [t for _, t in rows],
+            "label": [c for c, _ in rows],
+        }
+    )

@@ -40,8 +40,14 @@ def test_run_folder_holds_every_contract_file(finished_run):
     root, _ = finished_run
     names = {p.name for p in root.iterdir()}
     expected = {
-        "sample.parquet", "embeddings.parquet", "tsne.parquet", "clusters.parquet",
-        "evaluation.parquet", "manifest.json", "map_by_class.png", "map_by_cluster.png",
+        "sample.parquet",
+        "embeddings.parquet",
+        "tsne.parquet",
+        "clusters.parquet",
+        "evaluation.parquet",
+        "manifest.json",
+        "map_by_class.png",
+        "map_by_cluster.png",
         "confusion_matrix.png",
     }
     assert expected <= names
@@ -89,7 +95,9 @@ def test_evaluation_table_has_one_row_per_class(finished_run):
     assert table["class_name"].tolist() == SCI
     assert (table["n_docs"] == PER_CLASS).all()
     assert table["accuracy"].between(0, 1).all()
-    assert manifest["metrics"]["per_class_accuracy"] == pytest.approx(dict(zip(table["class_name"], table["accuracy"], strict=True)), abs=1e-6)
+    assert manifest["metrics"]["per_class_accuracy"] == pytest.approx(
+        dict(zip(table["class_name"], table["accuracy"], strict=True)), abs=1e-6
+    )
 
 
 def test_manifest_records_parameters_counts_timings_versions_and_metrics(finished_run):
@@ -100,7 +108,16 @@ def test_manifest_records_parameters_counts_timings_versions_and_metrics(finishe
     assert manifest["parameters"]["seed"] == 3
     assert manifest["counts"]["ingested"] == 11314
     assert manifest["counts"]["sampled"] == 4 * PER_CLASS
-    assert set(manifest["timings_s"]) >= {"ingest", "clean", "sample", "embed", "map", "cluster", "evaluate", "publish"}
+    assert set(manifest["timings_s"]) >= {
+        "ingest",
+        "clean",
+        "sample",
+        "embed",
+        "map",
+        "cluster",
+        "evaluate",
+        "publish",
+    }
     assert manifest["versions"]["prefect"].startswith("3.")
     metrics = manifest["metrics"]
     assert set(metrics["per_class_accuracy"]) == set(SCI)

@@ -130,3 +130,16 @@ def test_an_unlabelled_corpus_is_sampled_as_one_class():
 def test_sample_corpus_selects_the_groups_then_samples_each(four_classes):
     sample = sample_corpus(four_classes, SamplingSettings(groups=["sci"], per_class=3), seed=0)
     assert sample["class_name"].value_counts().to_dict() == {"sci.crypt": 3, "sci.med": 3}
+
+
+def test_a_larger_sample_contains_the_smaller_one(four_classes):
+    small = sample_per_class(four_classes, 2, seed=5)
+    large = sample_per_class(four_classes, 4, seed=5)
+    assert set(small["doc_id"]) < set(large["doc_id"])
+
+
+def test_a_class_draws_the_same_posts_whichever_other_classes_are_selected(four_classes):
+    names = sorted(four_classes["class_name"].unique())
+    alone = sample_per_class(four_classes[four_classes["class_name"] == names[0]], 2, seed=9)
+    together = sample_per_class(four_classes, 2, seed=9)
+    assert alone["doc_id"].tolist() == together[together["class_name"] == names[0]]["doc_id"].tolist()
