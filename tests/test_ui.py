@@ -289,6 +289,40 @@ def test_deploying_a_bad_parameter_is_rejected_by_the_server_and_by_the_check_co
     )
 
 
+def test_serve_registers_the_nightly_schedule_parameters_and_tags_of_prefect_yaml(server, deployed):
+    served_yaml = (
+        (server.repo / "prefect.yaml").read_text().replace("name: nightly-tutorial", "name: served-nightly")
+    )
+    (server.repo / "served.yaml").write_text(served_yaml)
+    url = server.api + "/deployments/name/newsgroups/served-nightly"
+    with open(server.repo.parent / "serve.log", "w") as log:
+        serving = subprocess.Popen(
+            [sys.executable, "-m", "deployments.serve", "--file", "served.yaml", "-n", "served-nightly"],
+            cwd=server.repo,
+            env=server.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            served = _wait_for(
+                lambda: (
+                    serving.poll() is None
+                    and (r := httpx.get(url, timeout=30)).status_code == 200
+                    and r.json()
+                ),
+                timeout=120,
+                what="the served deployment",
+            )
+        finally:
+            _stop(serving)
+    assert served, (server.repo.parent / "serve.log").read_text()[-3000:]
+    assert [s["schedule"] for s in served["schedules"]] == [s["schedule"] for s in deployed["schedules"]]
+    assert served["parameters"] == deployed["parameters"]
+    assert served["tags"] == deployed["tags"]
+    assert served["work_pool_name"] is None
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium and chromium-driver")
 def test_artifacts_tab_and_summary_render_the_table_and_the_plots_in_chromium(server, finished_run, tmp_path):
