@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 from prefect.runtime import flow_run
 
 from tasks.clean import clean_task
@@ -99,7 +99,8 @@ def newsgroups(
         clusterer.check(len(sample))
 
         doc_ids, texts = sample["doc_id"].tolist(), sample["text"].tolist()
-        with watch("embed"):
+        # The tag lets a tag concurrency limit throttle one embedder's batch tasks (e.g. Gemini's).
+        with watch("embed"), tags(f"embedder-{embedding.embedder}"):
             vectors, embedding_info = embed_documents(doc_ids, texts, embedding, seed=seed, layout=layout)
         with watch("map"):
             coords = map_task(doc_ids, vectors, mapping, seed=seed, layout=layout)

@@ -1,0 +1,357 @@
+"""The README's "Run on a schedule" and "Watch it in the UI", for real.
+
+A real ``prefect server start`` on a free 127.0.0.1 port, a process work pool,
+``prefect deploy`` from ``prefect.yaml`` in a copy of the repository at another
+path (so no path of this checkout can be relied on), a run triggered with a tiny
+sample, a real worker started from the copy's root, then the API and headless
+Chromium read back what a user would see. Subprocesses get their own
+``PREFECT_HOME``/``PREFECT_API_URL``; the session's test harness is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from chromedriver_client import WebDriver, chromium_available
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFECT = Path(sys.executable).parent / "prefect"
+SCREENSHOTS = ROOT / "docs" / "images"
+DEPLOYMENT = "newsgroups/nightly-tutorial"
+SENT = {
+    "sampling": {"groups": ["sci"], "per_class": 10},
+    "mapping": {"reducer": "tsne", "perplexity": 5.0},
+    "output": {"run_name": "e2e-tiny"},
+    "seed": 7,
+}
+SCI = ["sci.crypt", "sci.electronics", "sci.med", "sci.space"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+
+
+@dataclass(frozen=True)
+class Server:
+    api: str
+    ui: str
+    env: dict[str, str]
+    repo: Path
+
+    def prefect(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run the ``prefect`` CLI in the repository copy against this server."""
+        return subprocess.run(
+            [str(PREFECT), *args],
+            cwd=self.repo,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def get(self, path: str) -> dict:
+        return httpx.get(self.api + path, timeout=30).raise_for_status().json()
+
+    def post(self, path: str, body: dict) -> list | dict:
+        return httpx.post(self.api + path, json=body, timeout=30).raise_for_status().json()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(check: Callable[[], object], *, timeout: float, what: str, interval: float = 1.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop a process started in its own session, and everything it started."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(15)
+
+
+def _copy_repository(target: Path) -> Path:
+    """The repository's tracked and untracked (not ignored) files, copied to ``target``."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file() and not name.startswith("docs/images/"):
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+    return target
+
+
+def _healthy(api: str) -> bool:
+    try:
+        return httpx.get(api + "/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, archive) -> Iterator[Server]:
+    """A real Prefect server, and a copy of the repository whose CLI calls point at it."""
+    base = tmp_path_factory.mktemp("prefect-server")
+    repo = _copy_repository(base / "newsgroups-map-copy")
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "PWD"}
+    env.update(
+        PREFECT_HOME=str(base / "home"),
+        PREFECT_API_URL=api,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        # The scheduler's default minute between passes would only slow the schedule check down.
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
+        NEWSGROUPS_ARCHIVE=str(archive),
+        SCIKIT_LEARN_DATA=str(base / "scikit_learn_data"),
+        HF_HUB_OFFLINE="1",
+    )
+    with open(base / "server.log", "w") as log:
+        process = subprocess.Popen(
+            [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            _wait_for(lambda: process.poll() is not None or _healthy(api), timeout=120, what="the server")
+            assert process.poll() is None, (base / "server.log").read_text()[-3000:]
+            yield Server(api=api, ui=f"http://127.0.0.1:{port}", env=env, repo=repo)
+        finally:
+            _stop(process)
+
+
+@pytest.fixture(scope="module")
+def deployed(server) -> dict:
+    """The pool and the nightly deployment, created as the README says (only the local-embedder one)."""
+    created = server.prefect("work-pool", "create", "newsgroups-process", "--type", "process")
+    assert created.returncode == 0, created.stdout + created.stderr
+    result = server.prefect("--no-prompt", "deploy", "-n", "nightly-tutorial")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return server.get("/deployments/name/" + DEPLOYMENT)
+
+
+@pytest.fixture(scope="module")
+def finished_run(server, deployed) -> dict:
+    """A run of a tiny sample, triggered from the CLI and run by a worker started in the copy's root."""
+    triggered = server.prefect("deployment", "run", DEPLOYMENT, "--params", json.dumps(SENT))
+    assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", triggered.stdout).group(1)
+    with open(server.repo.parent / "worker.log", "w") as log:
+        # A shell's `cd` sets $PWD, which the pull step reads: exactly a user starting it from the clone.
+        worker = subprocess.Popen(
+            [
+                "bash",
+                "-c",
+                'cd "$0" && exec "$1" worker start --pool newsgroups-process',
+                str(server.repo),
+                str(PREFECT),
+            ],
+            env=server.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            run = _wait_for(
+                lambda: (
+                    (r := server.get(f"/flow_runs/{run_id}"))["state_type"]
+                    in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+                    and r
+                ),
+                timeout=420,
+                what="the flow run to finish",
+                interval=2,
+            )
+        finally:
+            _stop(worker)
+    assert run["state_type"] == "COMPLETED", (server.repo.parent / "worker.log").read_text()[-4000:]
+    return run
+
+
+def _artifacts(server: Server, run_id: str) -> dict[str, dict]:
+    found = server.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}}})
+    return {a["key"]: a for a in found}
+
+
+def test_nightly_deployment_is_scheduled_at_two_utc_with_the_tutorial_parameters(server, deployed):
+    (schedule,) = deployed["schedules"]
+    assert schedule["schedule"] == {"cron": "0 2 * * *", "timezone": "UTC", "day_or": True}
+    assert deployed["parameters"]["sampling"] == {"groups": ["sci"], "per_class": 150}
+    assert deployed["parameters"]["embedding"] == {"embedder": "local"}
+    assert deployed["pull_steps"][0]["prefect.deployments.steps.run_shell_script"]["script"] == "echo $PWD"
+    assert str(ROOT) not in json.dumps(deployed) and str(server.repo) not in json.dumps(deployed)
+    query = {
+        "deployments": {"id": {"any_": [deployed["id"]]}},
+        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+    }
+    scheduled = _wait_for(
+        lambda: server.post("/flow_runs/filter", query), timeout=90, what="the nightly runs"
+    )
+    assert {run["expected_start_time"][11:19] for run in scheduled} == {"02:00:00"}
+
+
+def test_triggered_run_completes_with_the_parameters_sent_in_the_copy_it_was_started_from(
+    server, finished_run
+):
+    assert finished_run["state_type"] == "COMPLETED"
+    for name, value in SENT.items():
+        assert finished_run["parameters"][name] == value
+    assert finished_run["name"] == "local-10-per-class-tsne-seed-7"
+    assert {"newsgroups", "nightly", "embedder-local"} <= set(finished_run["tags"])
+    # The pull step made the copy's root the working directory: the run folder is there.
+    assert (server.repo / "artifacts" / "e2e-tiny" / "manifest.json").exists()
+
+
+def test_embed_task_runs_are_named_by_batch_and_tagged_with_the_embedder(server, finished_run):
+    tasks = server.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [finished_run["id"]]}}})
+    embed = [t for t in tasks if t["name"].startswith("embed-")]
+    assert [t["name"] for t in embed] == ["embed-local-batch-00000"]
+    assert "embedder-local" in embed[0]["tags"]
+
+
+def test_run_publishes_the_accuracy_table_and_the_summary_with_plots(server, finished_run):
+    artifacts = _artifacts(server, finished_run["id"])
+    table = artifacts["newsgroups-accuracy"]
+    assert table["type"] == "table"
+    rows = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
+    assert [row["class"] for row in rows] == SCI
+    assert all(row["posts"] == 10 and 0 <= row["accuracy"] <= 1 for row in rows)
+    summary = artifacts["newsgroups-summary"]
+    assert summary["type"] == "markdown"
+    assert summary["data"].count("](data:image/png;base64,") == 3
+    assert "sci.space" in summary["data"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"sampling": {"per_class": -1}}, r"field 'sampling\.per_class'.*-1 is less than the minimum of 0"),
+        ({"embedding": {"embedder": "word2vec"}}, r"field 'embedding\.embedder'.*'word2vec' is not one of"),
+    ],
+)
+def test_a_run_with_a_bad_parameter_is_rejected_with_a_readable_message(server, deployed, params, message):
+    before = len(server.post("/flow_runs/filter", {}))
+    result = server.prefect("deployment", "run", DEPLOYMENT, "--params", json.dumps(params))
+    output = " ".join((result.stdout + result.stderr).split())
+    assert re.search(r"Error creating flow run: Validation failed for " + message, output), output
+    assert len(server.post("/flow_runs/filter", {})) == before
+
+
+def test_deploying_a_bad_parameter_is_rejected_by_the_server_and_by_the_check_command(server, deployed):
+    text = (server.repo / "prefect.yaml").read_text()
+    bad = text.replace("per_class: 150", "per_class: -5").replace("name: nightly-tutorial", "name: bad")
+    (server.repo / "bad.yaml").write_text(bad)
+    result = server.prefect("--no-prompt", "deploy", "--prefect-file", "bad.yaml", "-n", "bad")
+    assert result.returncode != 0
+    assert (
+        "Validation failed for field 'sampling.per_class'. Failure reason: -5 is less than the minimum of 0"
+        in (result.stdout + result.stderr)
+    )
+    assert httpx.get(server.api + "/deployments/name/newsgroups/bad", timeout=30).status_code == 404
+    check = subprocess.run(
+        [sys.executable, "-m", "deployments.serve", "--check", "--file", "bad.yaml", "-n", "bad"],
+        cwd=server.repo,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 2
+    assert (
+        "Deployment 'bad' in prefect.yaml has invalid parameters: sampling.per_class: Input should be "
+        "greater than or equal to 0 (got -5)" in check.stderr
+    )
+
+
+def test_serve_registers_the_nightly_schedule_parameters_and_tags_of_prefect_yaml(server, deployed):
+    served_yaml = (
+        (server.repo / "prefect.yaml").read_text().replace("name: nightly-tutorial", "name: served-nightly")
+    )
+    (server.repo / "served.yaml").write_text(served_yaml)
+    url = server.api + "/deployments/name/newsgroups/served-nightly"
+    with open(server.repo.parent / "serve.log", "w") as log:
+        serving = subprocess.Popen(
+            [sys.executable, "-m", "deployments.serve", "--file", "served.yaml", "-n", "served-nightly"],
+            cwd=server.repo,
+            env=server.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            served = _wait_for(
+                lambda: (
+                    serving.poll() is None
+                    and (r := httpx.get(url, timeout=30)).status_code == 200
+                    and r.json()
+                ),
+                timeout=120,
+                what="the served deployment",
+            )
+        finally:
+            _stop(serving)
+    assert served, (server.repo.parent / "serve.log").read_text()[-3000:]
+    assert [s["schedule"] for s in served["schedules"]] == [s["schedule"] for s in deployed["schedules"]]
+    assert served["parameters"] == deployed["parameters"]
+    assert served["tags"] == deployed["tags"]
+    assert served["work_pool_name"] is None
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium and chromium-driver")
+def test_artifacts_tab_and_summary_render_the_table_and_the_plots_in_chromium(server, finished_run, tmp_path):
+    update = os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    shots = SCREENSHOTS if update else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
+    artifacts = _artifacts(server, finished_run["id"])
+    with WebDriver(profile=tmp_path / "profile") as browser:
+        browser.open(f"{server.ui}/runs/flow-run/{finished_run['id']}")
+        browser.wait_for_text("local-10-per-class-tsne-seed-7")
+        browser.click("li.p-tab#artifacts")
+        browser.wait_for_text(
+            "newsgroups-summary", "newsgroups-accuracy", "Per-class accuracy of run e2e-tiny"
+        )
+        browser.screenshot(shots / "ui-run-artifacts-tab.png")
+
+        browser.open(f"{server.ui}/artifacts/artifact/{artifacts['newsgroups-accuracy']['id']}")
+        page = browser.wait_for_text(*SCI, "majority share")
+        assert "<table" in page
+
+        browser.open(f"{server.ui}/artifacts/artifact/{artifacts['newsgroups-summary']['id']}")
+        page = browser.wait_for_text("hungarian_accuracy", *SCI, "confusion matrix")
+        assert page.count("<table") >= 2
+        drawn = browser.wait_for(
+            "return [...document.images].filter(i => i.src.startsWith('data:image/png')"
+            " && i.complete && i.naturalWidth > 100).length",
+            lambda n: n == 3,
+        )
+        assert drawn == 3
+        browser.fit_to_content()
+        browser.screenshot(shots / "ui-artifacts.png")
+    assert (shots / "ui-artifacts.png").stat().st_size > 20_000
