@@ -267,3 +267,105 @@ def test_the_key_travels_only_in_the_header(gemini):
     assert server.headers[0]["x-goog-api-key"] == KEY
     assert KEY not in repr(embedder) and KEY not in json.dumps(embedder.stats() | embedder.describe())
     assert not any(KEY in path for path in server.paths)
+
+
+def _flow_settings(archive, data_home, output_dir, run_name, **embedding):
+    from tasks.config import MapSettings, OutputSettings, SamplingSettings, SourceSettings
+
+    return {
+        "source": SourceSettings(archive=archive, data_home=data_home),
+        "sampling": SamplingSettings(per_class=10),
+        "embedding": EmbeddingSettings(
+            embedder="gemini",
+            batch_size=16,
+            requests_per_minute=600,
+            tokens_per_minute=1_000_000,
+            retry_backoff_s=0.05,
+            **embedding,
+        ),
+        "mapping": MapSettings(perplexity=5),
+        "output": OutputSettings(output_dir=output_dir, run_name=run_name),
+    }
+
+
+def _prefect_records(flow_run_id) -> list[str]:
+    """Everything Prefect stored about a run: its parameters, log lines and artifacts."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return (
+        [json.dumps(run.parameters, default=str)]
+        + [log.message for log in logs]
+        + [a.model_dump_json() for a in artifacts]
+    )
+
+
+@pytest.mark.slow
+def test_the_whole_flow_embeds_with_gemini_and_the_key_appears_nowhere(
+    gemini, archive, data_home, tmp_path, caplog, capfd
+):
+    import pyarrow.parquet as pq
+
+    from flows.newsgroups import newsgroups
+    from tasks.layout import read_embeddings
+
+    server = gemini(faults=["503"])
+    caplog.set_level(logging.DEBUG)
+    state = newsgroups(**_flow_settings(archive, data_home, tmp_path, "gemini-run"), return_state=True)
+    manifest = state.result()
+    root = tmp_path / "gemini-run"
+
+    doc_ids, vectors = read_embeddings(root / "embeddings.parquet")
+    sample = pq.read_table(root / "sample.parquet").to_pandas()
+    assert doc_ids == sample["doc_id"].tolist() and len(doc_ids) == 40
+    sent = [text[:MAX_INPUT_CHARS] for text in sample["text"]]
+    np.testing.assert_allclose(vectors, expected(sent, 768), atol=1e-5)
+    assert sorted(server.texts) == sorted(sent)  # each post answered once
+    # Three batches of 16 and one of 8; the first request went out alone, failed (503) and was resent.
+    assert sorted(server.batch_sizes[1:]) == [8, 16, 16] and server.batch_sizes[0] == server.batch_sizes[1]
+    assert server.statuses.count(503) == 1
+    info = manifest["embedding"]
+    assert info["model"] == "gemini-embedding-001" and info["dimensions"] == 768
+    assert info["task_type"] == "CLUSTERING"
+    assert info["requests"] == 4 and info["retries"] == 1
+    assert info["truncated"] == sum(len(text) > MAX_INPUT_CHARS for text in sample["text"]) > 0
+    assert info["throttled_s"] > 0
+
+    files = [path for path in root.rglob("*") if path.is_file()]
+    assert len(files) >= 8
+    for path in files:
+        assert KEY.encode() not in path.read_bytes(), path
+        if path.suffix == ".parquet":
+            assert KEY not in json.dumps(pq.read_table(path).to_pylist(), default=str), path
+    for record in _prefect_records(state.state_details.flow_run_id):
+        assert KEY not in record
+    assert any("embed:" in record for record in _prefect_records(state.state_details.flow_run_id))
+    assert KEY not in caplog.text and caplog.records
+    out, err = capfd.readouterr()
+    assert KEY not in out + err
+
+
+@pytest.mark.slow
+def test_a_bad_key_fails_the_flow_after_one_request_without_prefect_retries(
+    gemini, archive, data_home, tmp_path, monkeypatch
+):
+    from flows.newsgroups import newsgroups
+
+    server = gemini(latency_s=0.05)
+    monkeypatch.setenv("GEMINI_API_KEY", "not-the-key")
+    with pytest.raises(EmbeddingServiceError, match="^Gemini rejected the API key"):
+        newsgroups(**_flow_settings(archive, data_home, tmp_path, "bad-key", max_attempts=5))
+    assert server.requests == 1
