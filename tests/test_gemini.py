@@ -12,7 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from tasks.config import EmbeddingSettings
-from tasks.embed._gemini import MAX_INPUT_CHARS, GeminiEmbedder, RateLimiter, resolve_api_key
+from tasks.embed._gemini import MAX_INPUT_CHARS, GeminiEmbedder, resolve_api_key
+from tasks.embed._pacing import RateLimiter
 from tasks.errors import EmbeddingServiceError, InputError, MissingDependencyError
 from tests.gemini_server import FakeGemini, fake_vector
 
