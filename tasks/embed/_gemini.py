@@ -360,14 +360,14 @@ class GeminiEmbedder(Embedder):
             return ceiling / 2 + self._jitter.uniform(0, ceiling / 2)
 
     def _vectors(self, response: Any, count: int) -> np.ndarray:
-        values = [embedding.values for embedding in response.embeddings or []]
-        vectors = np.asarray(values, dtype=np.float32)
-        if vectors.shape != (count, self.dimensions):
+        values = [embedding.values or [] for embedding in response.embeddings or []]
+        sizes = sorted({len(vector) for vector in values})
+        if len(values) != count or sizes != [self.dimensions]:
             raise self._fail(
-                f"Gemini returned vectors of shape {vectors.shape} for {count} texts at "
+                f"Gemini returned {len(values)} vectors of {sizes} dimensions for {count} texts at "
                 f"{self.dimensions} dimensions; check --gemini-model and --gemini-dimensions."
             )
-        return vectors
+        return np.asarray(values, dtype=np.float32)
 
     def _explain(self, error: Any) -> str:
         """One sentence for an answer that retrying cannot fix."""
