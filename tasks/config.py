@@ -22,6 +22,16 @@ from tasks.reduce import REDUCERS
 EmbedderName = Literal[EMBEDDERS.names()]  # type: ignore[valid-type]
 ReducerName = Literal[REDUCERS.names()]  # type: ignore[valid-type]
 ClustererName = Literal[CLUSTERERS.names()]  # type: ignore[valid-type]
+GeminiTaskType = Literal[
+    "CLUSTERING",
+    "CLASSIFICATION",
+    "SEMANTIC_SIMILARITY",
+    "RETRIEVAL_DOCUMENT",
+    "RETRIEVAL_QUERY",
+    "QUESTION_ANSWERING",
+    "FACT_VERIFICATION",
+    "CODE_RETRIEVAL_QUERY",
+]
 
 
 class Settings(BaseModel):
@@ -86,6 +96,43 @@ class EmbeddingSettings(Settings):
         None, ge=1, description="Texts per embedding task (default: the embedder's own choice)."
     )
     tfidf_dimensions: int = Field(256, ge=2, le=4096, description="SVD dimensions of the tfidf embedder.")
+    gemini_model: str = Field(
+        "gemini-embedding-001",
+        pattern=r"^(models/)?[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Gemini embedding model (gemini-embedding-001, gemini-embedding-2, ...).",
+    )
+    gemini_dimensions: int = Field(
+        768, ge=128, le=3072, description="Gemini output dimensions (768, 1536, 3072 recommended)."
+    )
+    task_type: GeminiTaskType = Field("CLUSTERING", description="Gemini task type the vectors are tuned for.")
+    max_concurrency: int = Field(8, ge=1, le=64, description="Gemini requests in flight at once, at most.")
+    requests_per_minute: int = Field(
+        100, ge=1, le=1_000_000, description="Gemini requests per minute, at most (free tier: 100)."
+    )
+    tokens_per_minute: int = Field(
+        30_000,
+        ge=1_000,
+        le=1_000_000_000,
+        description="Gemini input tokens per minute, at most, estimated as characters / 4 (free tier: 30000).",
+    )
+    api_key_secret: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="Name of a Prefect Secret block holding the Gemini API key "
+        "(default: $GEMINI_API_KEY or $GOOGLE_API_KEY).",
+    )
+    request_timeout_s: float = Field(
+        60.0, gt=0, le=600, description="Seconds a Gemini request may take before it is retried."
+    )
+    max_attempts: int = Field(
+        6, ge=1, le=20, description="Attempts per Gemini batch (429, 5xx and timeouts are retried)."
+    )
+    retry_backoff_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="Seconds before the first Gemini retry; doubles each attempt, with jitter.",
+    )
 
 
 class MapSettings(Settings):

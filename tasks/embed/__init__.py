@@ -1,6 +1,6 @@
 """Embedding stage: the embedder registry and the batched, concurrent embed step."""
 
-from tasks.embed import _local, _tfidf  # noqa: F401  (registers the embedders)
+from tasks.embed import _gemini, _local, _tfidf  # noqa: F401  (registers the embedders)
 from tasks.embed._base import EMBEDDERS, Embedder, l2_normalise
 from tasks.embed.stage import embed_batch, embed_documents, get_embedder, plan_batches
 

@@ -122,6 +122,7 @@ def embed_documents(
     Must run inside a flow. Returns the vectors (n_texts, dimensions), in the
     order of ``texts``, and the embedder's description and counters.
     """
+    _build_embedder.cache_clear()  # each run gets a fresh embedder: its own counters, key and state
     embedder_cls = EMBEDDERS.get(settings.embedder)
     batches = plan_batches(len(texts), settings.batch_size or embedder_cls.default_batch_size)
     progress = Progress(len(texts), settings.embedder)
