@@ -199,6 +199,8 @@ def load_corpus(
         )
     if not path.is_file():
         raise InputError(f"The corpus file {path} does not exist; check the --corpus path.")
+    if path.stat().st_size == 0:
+        raise InputError(f"The corpus {path} is empty; pass a file with at least one text.")
     try:
         frame = reader(path)
     except (ValueError, OSError, pd.errors.ParserError, UnicodeError) as error:
