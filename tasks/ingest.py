@@ -29,12 +29,32 @@ log = logging.getLogger(__name__)
 
 ARCHIVE_ENV = "NEWSGROUPS_ARCHIVE"
 SPLITS = {"train": ("train",), "test": ("test",), "all": ("train", "test")}
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    # Every cell as the text it is: no "007" -> 7, no "NA" or "null" -> missing; only an empty cell is missing.
+    return pd.read_csv(
+        path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8", encoding_errors="replace"
+    )
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    # JSON's own types only: no "00" -> 0, no dates parsed from columns with date-like names.
+    return pd.read_json(
+        path,
+        lines=True,
+        dtype=False,
+        encoding="utf-8",
+        encoding_errors="replace",
+    )
+
+
 CORPUS_READERS = {
-    ".csv": lambda path: pd.read_csv(path, encoding="utf-8", encoding_errors="replace"),
+    ".csv": _read_csv,
     ".parquet": pd.read_parquet,
     ".pq": pd.read_parquet,
-    ".jsonl": lambda path: pd.read_json(path, lines=True, encoding="utf-8", encoding_errors="replace"),
-    ".ndjson": lambda path: pd.read_json(path, lines=True, encoding="utf-8", encoding_errors="replace"),
+    ".jsonl": _read_jsonl,
+    ".ndjson": _read_jsonl,
 }
 
 
