@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.newsgroups import newsgroups
 from tasks.config import EmbeddingSettings, MapSettings, OutputSettings, SamplingSettings, SourceSettings
@@ -309,3 +311,35 @@ def test_a_read_only_output_folder_gives_a_clear_error(small_mount, tmp_path):
     assert state.is_failed()
     assert "Cannot create the run folder" in state.message
     assert "(Read-only file system); pass an --output-dir you can write to." in state.message
+
+
+def test_a_data_folder_that_cannot_be_written_fails_once_with_a_clear_error(archive, tmp_path):
+    blocker = tmp_path / "data.txt"
+    blocker.write_text("not a folder")
+    state = newsgroups(
+        source=SourceSettings(archive=archive, data_home=blocker / "sklearn"),
+        output=OutputSettings(output_dir=tmp_path / "runs"),
+        return_state=True,
+    )
+    assert state.is_failed()
+    assert (
+        "data.txt/sklearn as the data folder (Not a directory); pass a --data-home you can write to."
+        in state.message
+    )
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    assert [(run.name, run.run_count) for run in runs] == [("ingest", 1)]  # not retried: retrying cannot help
+
+
+def test_a_full_data_folder_blames_the_folder_not_the_archive(small_mount, archive, tmp_path):
+    disk = small_mount()
+    state = newsgroups(
+        source=SourceSettings(archive=archive, data_home=disk),
+        output=OutputSettings(output_dir=tmp_path / "runs"),
+        return_state=True,
+    )
+    assert state.is_failed()
+    assert f"Could not unpack {archive} into {disk} (No space left on device)" in state.message
+    assert [p.name for p in disk.iterdir()] == []
