@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
@@ -282,12 +283,14 @@ def small_mount(tmp_path):
         subprocess.run(["umount", "-l", str(point)], check=False)
 
 
-def test_a_full_disk_fails_the_run_clearly_and_leaves_no_half_written_parquet(
-    small_mount, archive, data_home, train_posts
-):
+def test_a_full_disk_fails_the_run_clearly_and_leaves_no_half_written_parquet(small_mount, tmp_path):
     disk = small_mount()
+    # About 2 MB of texts that do not compress: more than the 1 MiB disk holds.
+    letters = np.random.default_rng(0).integers(97, 123, size=(4000, 500), dtype=np.uint8)
+    corpus = tmp_path / "big.parquet"
+    pd.DataFrame({"text": [row.tobytes().decode() for row in letters], "label": "a"}).to_parquet(corpus)
     state = newsgroups(
-        source=SourceSettings(archive=archive, data_home=data_home),
+        source=SourceSettings(corpus=corpus),
         output=OutputSettings(output_dir=disk, run_name="full"),
         return_state=True,
     )
