@@ -163,9 +163,15 @@ def _reclaim_unfinished(root: Path) -> None:
 
 
 def release_run(layout: RunLayout, *, discard: bool = False) -> None:
-    """Let go of the run folder; with ``discard``, delete it (a run that cannot finish)."""
+    """Let go of the run folder; with ``discard``, delete it (a run that cannot finish).
+
+    A finished folder loses its lock file, so it holds only the run's files; an
+    unfinished one keeps it, which marks it as ours to reclaim.
+    """
     if discard:
         shutil.rmtree(layout.root, ignore_errors=True)
+    elif layout.is_finished:
+        (layout.root / RUN_LOCK).unlink(missing_ok=True)
     handle = _HELD.pop(layout.root, None)
     if handle is not None:
         handle.close()

@@ -271,6 +271,7 @@ def test_a_finished_run_folder_is_never_reused(tiny_corpus, tmp_path):
     }
     newsgroups(**kwargs)
     before = (tmp_path / "runs" / "mine" / "manifest.json").read_bytes()
+    assert not (tmp_path / "runs" / "mine" / ".lock").exists()  # a finished folder holds only the run's files
     state = newsgroups(**kwargs, return_state=True)
     assert state.is_failed()
     assert "runs/mine already holds a finished run; choose another --run-name" in state.message

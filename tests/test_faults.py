@@ -141,7 +141,7 @@ def test_a_run_killed_at_any_stage_leaves_nothing_finished_and_the_same_command_
     assert process.wait(timeout=600) == 0, log.read_text()[-3000:]
     assert "removing the unfinished run folder" in log.read_text()
     assert (run / "manifest.json").exists()
-    assert not [p.name for p in run.iterdir() if p.name.startswith(".tmp-")]
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
     assert pd.read_parquet(run / "sample.parquet").shape[0] == 4 * 30
     assert digest(earlier_run) == before
 
