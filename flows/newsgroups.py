@@ -26,7 +26,7 @@ from tasks.embed import EMBEDDERS, embed_documents
 from tasks.errors import PipelineError
 from tasks.evaluate import evaluate_task, silhouette
 from tasks.ingest import ingest_task
-from tasks.layout import create_run, default_run_name
+from tasks.layout import RunLayout, create_run, default_run_name, release_run
 from tasks.manifest import Stopwatch, write_manifest
 from tasks.publish import publish_task
 from tasks.reduce import REDUCERS, map_task
@@ -45,6 +45,14 @@ def _flow_run_name() -> str:
     per_class = field("sampling", "per_class", 150)
     reducer = field("mapping", "reducer", "tsne") or "tsne"
     return f"{embedder}-{per_class or 'all'}-per-class-{reducer}-seed-{params.get('seed', 0)}"
+
+
+def _finish(layout: RunLayout, **manifest: Any) -> dict[str, Any]:
+    """Write the manifest, which marks the run folder finished, and let go of the folder."""
+    try:
+        return write_manifest(layout, **manifest)
+    finally:
+        release_run(layout)
 
 
 @flow(name="newsgroups", flow_run_name=_flow_run_name, log_prints=True)
@@ -118,10 +126,13 @@ def newsgroups(
                 coords, class_names, clusters, evaluation, metrics, reducer=mapping.reducer, layout=layout
             )
     except PipelineError:
-        if not any(layout.root.iterdir()):
-            layout.root.rmdir()
+        # The run cannot finish as asked: keep no partial folder that a later run would meet.
+        release_run(layout, discard=True)
         raise
-    manifest = write_manifest(
+    except BaseException:
+        release_run(layout)
+        raise
+    manifest = _finish(
         layout,
         parameters={
             **{

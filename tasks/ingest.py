@@ -6,12 +6,14 @@ Every source yields the same frame: ``doc_id``, ``text``, ``label``, ``class_nam
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import os
 import shutil
 import tarfile
 import uuid
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from tasks.errors import InputError
+from tasks.errors import InputError, OutputError, PipelineError
 from tasks.layout import DOCUMENTS_SCHEMA, RunLayout, write_table
 
 if TYPE_CHECKING:
@@ -29,12 +31,32 @@ log = logging.getLogger(__name__)
 
 ARCHIVE_ENV = "NEWSGROUPS_ARCHIVE"
 SPLITS = {"train": ("train",), "test": ("test",), "all": ("train", "test")}
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    # Every cell as the text it is: no "007" -> 7, no "NA" or "null" -> missing; only an empty cell is missing.
+    return pd.read_csv(
+        path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8", encoding_errors="replace"
+    )
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    # JSON's own types only: no "00" -> 0, no dates parsed from columns with date-like names.
+    return pd.read_json(
+        path,
+        lines=True,
+        dtype=False,
+        encoding="utf-8",
+        encoding_errors="replace",
+    )
+
+
 CORPUS_READERS = {
-    ".csv": lambda path: pd.read_csv(path, encoding="utf-8", encoding_errors="replace"),
+    ".csv": _read_csv,
     ".parquet": pd.read_parquet,
     ".pq": pd.read_parquet,
-    ".jsonl": lambda path: pd.read_json(path, lines=True, encoding="utf-8", encoding_errors="replace"),
-    ".ndjson": lambda path: pd.read_json(path, lines=True, encoding="utf-8", encoding_errors="replace"),
+    ".jsonl": _read_jsonl,
+    ".ndjson": _read_jsonl,
 }
 
 
@@ -80,12 +102,17 @@ def _unpack(archive: Path, cache_root: Path) -> Path:
         with tarfile.open(archive, "r:*") as tar:
             tar.extractall(staging, filter="data")
         os.replace(staging, target)
-    except (tarfile.TarError, EOFError, OSError) as error:
-        if target.is_dir():  # another run unpacked it first
-            return target
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise InputError(
             f"The archive {archive} is not a readable .tar.gz ({error}); "
             "download it again or pass the unpacked folder."
+        ) from error
+    except OSError as error:
+        if target.is_dir():  # another run unpacked it first
+            return target
+        raise OutputError(
+            f"Could not unpack {archive} into {cache_root} ({error.strerror or error}); "
+            "pass a --data-home you can write to, with about 100 MB free."
         ) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -150,7 +177,13 @@ def load_newsgroups(
     if archive is None and os.environ.get(ARCHIVE_ENV):
         archive = Path(os.environ[ARCHIVE_ENV])
         log.info("ingest: using $%s=%s", ARCHIVE_ENV, archive)
-    home = Path(get_data_home(data_home))
+    try:
+        home = Path(get_data_home(data_home))  # creates the folder
+    except OSError as error:
+        raise OutputError(
+            f"Cannot use {data_home} as the data folder ({error.strerror or error}); "
+            "pass a --data-home you can write to."
+        ) from error
     if archive is None:
         return _download(home, subset)
     archive = Path(archive).expanduser()
@@ -199,6 +232,8 @@ def load_corpus(
         )
     if not path.is_file():
         raise InputError(f"The corpus file {path} does not exist; check the --corpus path.")
+    if path.stat().st_size == 0:
+        raise InputError(f"The corpus {path} is empty; pass a file with at least one text.")
     try:
         frame = reader(path)
     except (ValueError, OSError, pd.errors.ParserError, UnicodeError) as error:
@@ -249,8 +284,8 @@ def ingest(settings: SourceSettings) -> pd.DataFrame:
 
 
 def is_transient(task, task_run, state) -> bool:
-    """Retry condition: retry failures other than the user's own input errors."""
-    return not isinstance(state.result(raise_on_failure=False), InputError)
+    """Retry condition: retry failures other than those with a message for the user."""
+    return not isinstance(state.result(raise_on_failure=False), PipelineError)
 
 
 @task(

@@ -10,15 +10,18 @@ place only once it is complete.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import logging
 import os
 import secrets
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +32,12 @@ from tasks.errors import InputError, OutputError
 
 TMP_PREFIX = ".tmp-"
 MANIFEST = "manifest.json"
+RUN_LOCK = ".lock"
+
+log = logging.getLogger(__name__)
+
+# Lock files of the run folders this process is writing, held until release_run.
+_HELD: dict[Path, IO[str]] = {}
 
 DOCUMENTS_SCHEMA = pa.schema(
     [
@@ -92,24 +101,80 @@ def default_run_name(embedder: str) -> str:
 
 
 def create_run(output_dir: Path, run_name: str) -> RunLayout:
-    """Create the run folder ``output_dir/run_name``; it must not exist yet.
+    """Create the run folder ``output_dir/run_name`` and hold it until :func:`release_run`.
 
-    Creating the folder is atomic, so two runs started at once never share a folder.
+    A finished run folder (one with a manifest) is never touched. An unfinished
+    folder left by a run that was killed is removed and started afresh, so
+    re-running the same command completes; one that a live run still holds is
+    refused. Runs hold their folder with an OS lock, which the kernel releases
+    when the process dies, however it dies.
     """
     root = Path(output_dir) / run_name
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
-        root.mkdir()
-    except FileExistsError:
-        raise InputError(
-            f"The run folder {root} already exists; choose another --run-name "
-            "or leave it out to get a fresh one."
-        ) from None
+        # Serialises the check-and-create of concurrent runs sharing the output folder.
+        with (root.parent / ".runs.lock").open("a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            if root.exists():
+                _reclaim_unfinished(root)
+            root.mkdir()
+            _HELD[root] = _lock(root / RUN_LOCK)
     except OSError as error:
         raise OutputError(
-            f"Cannot create the run folder {root} ({error.strerror}); pass an --output-dir you can write to."
+            f"Cannot create the run folder {root} ({error.strerror or error}); "
+            "pass an --output-dir you can write to."
         ) from error
     return RunLayout(root)
+
+
+def _lock(path: Path) -> IO[str] | None:
+    """An exclusive lock on ``path`` (kept while the returned file is open), or None if taken."""
+    handle = path.open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _reclaim_unfinished(root: Path) -> None:
+    """Remove the unfinished folder of a dead run; refuse a finished or live one."""
+    if (root / MANIFEST).exists():
+        raise InputError(
+            f"The run folder {root} already holds a finished run; choose another --run-name "
+            "or leave it out to get a fresh one."
+        )
+    if not (root / RUN_LOCK).is_file():
+        # Not made by this tool (or made before run folders were locked): leave it alone.
+        raise InputError(
+            f"{root} already exists and is not an unfinished run folder; choose another "
+            "--run-name or leave it out to get a fresh one."
+        )
+    held = _lock(root / RUN_LOCK)
+    if held is None:
+        raise InputError(
+            f"The run folder {root} is in use by a run that is still going; wait for it, "
+            "or choose another --run-name."
+        )
+    log.warning("removing the unfinished run folder %s left by a run that did not finish", root)
+    held.close()
+    shutil.rmtree(root)
+
+
+def release_run(layout: RunLayout, *, discard: bool = False) -> None:
+    """Let go of the run folder; with ``discard``, delete it (a run that cannot finish).
+
+    A finished folder loses its lock file, so it holds only the run's files; an
+    unfinished one keeps it, which marks it as ours to reclaim.
+    """
+    if discard:
+        shutil.rmtree(layout.root, ignore_errors=True)
+    elif layout.is_finished:
+        (layout.root / RUN_LOCK).unlink(missing_ok=True)
+    handle = _HELD.pop(layout.root, None)
+    if handle is not None:
+        handle.close()
 
 
 @contextlib.contextmanager

@@ -109,7 +109,7 @@ def test_create_run_makes_the_folder_and_its_parents(tmp_path):
 
 def test_create_run_refuses_an_existing_folder(tmp_path):
     create_run(tmp_path, "taken")
-    with pytest.raises(InputError, match=r"The run folder .*taken already exists; choose another --run-name"):
+    with pytest.raises(InputError, match=r"The run folder .*taken is in use by a run that is still going"):
         create_run(tmp_path, "taken")
 
 

@@ -1,0 +1,451 @@
+"""Bad input fails with one clear sentence, before the expensive work, and leaves no run folder.
+
+Each case runs the real flow under the Prefect test harness and reads the failed
+state's message; a few run through the real command line in a subprocess.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.newsgroups import newsgroups
+from tasks.config import (
+    ClusterSettings,
+    EmbeddingSettings,
+    MapSettings,
+    OutputSettings,
+    SamplingSettings,
+    SourceSettings,
+)
+from tasks.embed import EMBEDDERS
+from tasks.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = {"embedding": EmbeddingSettings(embedder="tfidf"), "mapping": MapSettings(reducer="pca")}
+
+
+def task_names(state) -> list[str]:
+    """Names of the task runs the failed flow run got to, as the Prefect API recorded them."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    return sorted(run.name for run in runs)
+
+
+def assert_failed_before_embedding(state, match: str, output_dir: Path) -> None:
+    assert state.is_failed()
+    assert match in state.message, state.message
+    assert not [name for name in task_names(state) if name.startswith("embed")]
+    assert not list(output_dir.rglob("manifest.json"))
+    # A run that cannot finish leaves no folder behind (only the output folder's lock file).
+    assert not [p for p in output_dir.iterdir() if p.name != ".runs.lock"] if output_dir.exists() else True
+
+
+def corpus_file(tmp_path: Path, frame: pd.DataFrame, name: str = "corpus.csv") -> Path:
+    path = tmp_path / name
+    {".csv": lambda: frame.to_csv(path, index=False), ".parquet": lambda: frame.to_parquet(path)}.get(
+        path.suffix, lambda: frame.to_json(path, orient="records", lines=True)
+    )()
+    return path
+
+
+def truncated_archive(tmp_path: Path, archive: Path) -> Path:
+    path = tmp_path / "truncated.tar.gz"
+    with archive.open("rb") as source:
+        path.write_bytes(source.read(300_000))
+    return path
+
+
+def no_bydate_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "my-posts"
+    (folder / "sci.space").mkdir(parents=True)
+    (folder / "sci.space" / "1").write_text("Orbits")
+    return folder
+
+
+def gzip_of_a_text(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.tar.gz"
+    path.write_bytes(gzip.compress(b"these are notes, not a tar archive\n" * 100))
+    return path
+
+
+def tar_without_bydate(tmp_path: Path) -> Path:
+    path = tmp_path / "other.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        data = b"hello"
+        info = tarfile.TarInfo("misc/readme.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+# (case id, settings builder(tmp_path, archive, tiny_corpus) -> flow kwargs, expected words of the sentence)
+CASES = [
+    (
+        "archive-missing",
+        lambda t, a, c: {"source": SourceSettings(archive=t / "missing.tar.gz", data_home=t)},
+        "missing.tar.gz does not exist; pass the path of 20news-bydate.tar.gz",
+    ),
+    (
+        "archive-corrupt",
+        lambda t, a, c: {"source": SourceSettings(archive=gzip_of_a_text(t), data_home=t)},
+        "is not a readable .tar.gz",
+    ),
+    (
+        "archive-truncated",
+        lambda t, a, c: {"source": SourceSettings(archive=truncated_archive(t, a), data_home=t)},
+        "truncated.tar.gz is not a readable .tar.gz",
+    ),
+    (
+        "archive-without-bydate-layout",
+        lambda t, a, c: {"source": SourceSettings(archive=tar_without_bydate(t), data_home=t)},
+        "does not have the 20 Newsgroups bydate layout (expected 20news-bydate-train/",
+    ),
+    (
+        "folder-without-bydate-layout",
+        lambda t, a, c: {"source": SourceSettings(archive=no_bydate_folder(t), data_home=t)},
+        "my-posts does not have the 20 Newsgroups bydate layout",
+    ),
+    (
+        "corpus-missing",
+        lambda t, a, c: {"source": SourceSettings(corpus=t / "nothing.csv")},
+        "nothing.csv does not exist; check the --corpus path",
+    ),
+    (
+        "corpus-wrong-format",
+        lambda t, a, c: {"source": SourceSettings(corpus=corpus_file(t, c, "corpus.xlsx"))},
+        "must be a .csv, .parquet or .jsonl file; got '.xlsx'",
+    ),
+    (
+        "corpus-empty-csv",
+        lambda t, a, c: {
+            "source": SourceSettings(corpus=(t / "empty.csv", (t / "empty.csv").write_text(""))[0])
+        },
+        "empty.csv is empty",
+    ),
+    (
+        "corpus-header-only-csv",
+        lambda t, a, c: {"source": SourceSettings(corpus=corpus_file(t, c.iloc[:0]))},
+        "has no rows; pass a file with at least one text",
+    ),
+    (
+        "corpus-empty-jsonl",
+        lambda t, a, c: {
+            "source": SourceSettings(corpus=(t / "empty.jsonl", (t / "empty.jsonl").write_text(""))[0])
+        },
+        "empty.jsonl is empty",
+    ),
+    (
+        "corpus-empty-parquet",
+        lambda t, a, c: {"source": SourceSettings(corpus=corpus_file(t, c.iloc[:0], "empty.parquet"))},
+        "has no rows",
+    ),
+    (
+        "corpus-not-really-parquet",
+        lambda t, a, c: {
+            "source": SourceSettings(corpus=(t / "x.parquet", (t / "x.parquet").write_text("a,b\n1,2\n"))[0])
+        },
+        "x.parquet could not be read as .parquet",
+    ),
+    (
+        "corpus-no-text-column",
+        lambda t, a, c: {"source": SourceSettings(corpus=corpus_file(t, c.rename(columns={"text": "body"})))},
+        "has no column 'text' (--text-column); its columns are 'id', 'body', 'label'",
+    ),
+    (
+        "corpus-no-label-column",
+        lambda t, a, c: {"source": SourceSettings(corpus=corpus_file(t, c), label_column="topic")},
+        "has no column 'topic' (--label-column); its columns are 'id', 'text', 'label'",
+    ),
+    (
+        "corpus-repeated-ids",
+        lambda t, a, c: {
+            "source": SourceSettings(corpus=corpus_file(t, c.assign(id="same")), id_column="id")
+        },
+        "repeats the id 'same'; ids must be unique",
+    ),
+    (
+        "corpus-only-blank-texts",
+        lambda t, a, c: {
+            "source": SourceSettings(corpus=corpus_file(t, c.assign(text=["", " ", "\n\t", None] * 3)))
+        },
+        "No posts are left after cleaning",
+    ),
+    (
+        "group-filter-matches-nothing",
+        lambda t, a, c: {
+            "source": SourceSettings(corpus=corpus_file(t, c)),
+            "sampling": SamplingSettings(groups=["politics"]),
+        },
+        "The group filter ['politics'] matches none of the 3 classes; the classes are: crypto, medicine, space.",
+    ),
+    (
+        "per-class-larger-than-a-class",
+        lambda t, a, c: {
+            "source": SourceSettings(corpus=corpus_file(t, c)),
+            "sampling": SamplingSettings(groups=[], per_class=5),
+        },
+        "The class 'crypto' has only 4 posts after cleaning, fewer than the 5 per class asked for; pass --per-class 4",
+    ),
+    (
+        "k-larger-than-the-sample",
+        lambda t, a, c: {
+            "source": SourceSettings(corpus=corpus_file(t, c)),
+            "sampling": SamplingSettings(groups=[], per_class=0),
+            "mapping": MapSettings(perplexity=3),
+            "clustering": ClusterSettings(n_clusters=13),
+        },
+        "The number of clusters (13) must not exceed the number of posts (12)",
+    ),
+    (
+        "perplexity-too-large",
+        lambda t, a, c: {
+            "source": SourceSettings(corpus=corpus_file(t, c)),
+            "sampling": SamplingSettings(groups=[], per_class=0),
+        },
+        "The t-SNE perplexity (30) must be less than the number of posts (12)",
+    ),
+    (
+        "one-class-and-no-k",
+        lambda t, a, c: {
+            "source": SourceSettings(corpus=corpus_file(t, c.assign(label="all"))),
+            "sampling": SamplingSettings(groups=[], per_class=0),
+            "mapping": MapSettings(perplexity=3),
+        },
+        "pass --n-clusters",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_fails_the_run_with_one_sentence_before_embedding(
+    make, expected, archive, tiny_corpus, tmp_path
+):
+    output_dir = tmp_path / "runs"
+    kwargs = {**FAST, **make(tmp_path, archive, tiny_corpus)}
+    # The cases that need t-SNE to check the perplexity keep it.
+    if "perplexity" in expected:
+        kwargs["mapping"] = MapSettings(reducer="tsne")
+    state = newsgroups(**kwargs, output=OutputSettings(output_dir=output_dir), return_state=True)
+    assert_failed_before_embedding(state, expected, output_dir)
+    with pytest.raises(InputError, match="."):
+        state.result()
+
+
+def test_unknown_embedder_is_refused_with_the_valid_names(tmp_path):
+    names = [repr(name) for name in EMBEDDERS.names()]
+    assert {"'local'", "'tfidf'"} <= set(names)
+    state = newsgroups(
+        embedding={"embedder": "word2vec"}, output=OutputSettings(output_dir=tmp_path), return_state=True
+    )
+    assert state.is_failed()
+    listed = ", ".join(names[:-1]) + " or " + names[-1]
+    assert f"embedding.embedder: Input should be {listed}" in state.message
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(
+        InputError, match=rf"The embedder must be one of {', '.join(names)}. Got 'word2vec' instead"
+    ):
+        EMBEDDERS.get("word2vec")
+
+
+def test_a_finished_run_folder_is_never_reused(tiny_corpus, tmp_path):
+    kwargs = {
+        **FAST,
+        "source": SourceSettings(corpus=corpus_file(tmp_path, tiny_corpus)),
+        "sampling": SamplingSettings(groups=[], per_class=0),
+        "output": OutputSettings(output_dir=tmp_path / "runs", run_name="mine"),
+    }
+    newsgroups(**kwargs)
+    before = (tmp_path / "runs" / "mine" / "manifest.json").read_bytes()
+    assert not (tmp_path / "runs" / "mine" / ".lock").exists()  # a finished folder holds only the run's files
+    state = newsgroups(**kwargs, return_state=True)
+    assert state.is_failed()
+    assert "runs/mine already holds a finished run; choose another --run-name" in state.message
+    assert (tmp_path / "runs" / "mine" / "manifest.json").read_bytes() == before
+
+
+def test_a_folder_the_tool_did_not_make_is_never_removed(tiny_corpus, tmp_path):
+    mine = tmp_path / "runs" / "notes"
+    mine.mkdir(parents=True)
+    (mine / "todo.txt").write_text("keep me")
+    state = newsgroups(
+        **FAST,
+        source=SourceSettings(corpus=corpus_file(tmp_path, tiny_corpus)),
+        output=OutputSettings(output_dir=tmp_path / "runs", run_name="notes"),
+        return_state=True,
+    )
+    assert "notes already exists and is not an unfinished run folder" in state.message
+    assert (mine / "todo.txt").read_text() == "keep me"
+
+
+@pytest.mark.skipif("gemini" not in EMBEDDERS.names(), reason="the gemini embedder is not on this branch yet")
+def test_gemini_without_a_key_fails_before_reading_any_data(monkeypatch, tmp_path):
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    state = newsgroups(
+        source=SourceSettings(archive=tmp_path / "never-read.tar.gz"),
+        embedding=EmbeddingSettings(embedder="gemini"),
+        output=OutputSettings(output_dir=tmp_path / "runs"),
+        return_state=True,
+    )
+    assert state.is_failed()
+    assert "GEMINI_API_KEY" in state.message
+    assert task_names(state) == []
+    assert not (tmp_path / "runs").exists()
+
+
+# Texts that are dirty but usable are counted and dropped (or decoded), and the run goes on.
+DIRTY = [
+    ("space", b"The rocket reached orbit."),
+    ("space", b"The rocket reached orbit."),  # duplicate
+    ("space", b"Shuttle docked \xff\xfe with the station."),  # not UTF-8
+    ("space", b"   "),  # white space
+    ("space", b""),  # empty: a missing value in CSV
+    ("medicine", b"The doctor prescribed antibiotics."),
+    ("medicine", b"Insulin for diabetes every day."),
+    ("medicine", b"Vaccine trial and immune response."),
+    ("crypto", b"The cipher uses a public key exchange."),
+    ("crypto", b"Encryption protects the message."),
+    ("crypto", b"RSA relies on factoring."),
+]
+
+
+def dirty_corpus(tmp_path: Path, suffix: str) -> Path:
+    path = tmp_path / f"dirty{suffix}"
+    if suffix == ".csv":
+        lines = [b"label,text"] + [label.encode() + b',"' + text + b'"' for label, text in DIRTY]
+        path.write_bytes(b"\n".join(lines) + b"\n")
+    elif suffix == ".jsonl":
+        lines = [b'{"label": "' + label.encode() + b'", "text": "' + text + b'"}' for label, text in DIRTY]
+        path.write_bytes(b"\n".join(lines).replace(b'"text": ""', b'"text": null') + b"\n")
+    else:
+        texts = [text or None for _, text in DIRTY]
+        table = pa.table({"label": [label for label, _ in DIRTY], "text": pa.array(texts, pa.binary())})
+        pq.write_table(table, path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_dirty_texts_are_counted_dropped_or_decoded_and_the_run_finishes(suffix, tmp_path):
+    manifest = newsgroups(
+        **FAST,
+        source=SourceSettings(corpus=dirty_corpus(tmp_path, suffix)),
+        sampling=SamplingSettings(groups=[], per_class=0),
+        output=OutputSettings(output_dir=tmp_path / "runs", run_name="dirty"),
+    )
+    assert manifest["counts"]["cleaned"] == {
+        "input": 11,
+        "missing": 1,
+        "empty": 1,
+        "too_long": 0,
+        "duplicate": 1,
+        "unlabelled": 0,
+        "undecodable": 1,
+        "kept": 8,
+    }
+    texts = pq.read_table(tmp_path / "runs" / "dirty" / "sample.parquet").column("text").to_pylist()
+    assert "Shuttle docked \ufffd\ufffd with the station." in texts
+
+
+# The command line: the same sentences on stderr, no traceback, a non-zero exit status.
+
+
+def cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "HF_HUB_OFFLINE": "1",
+        # The temporary server starts slowly on a busy 2-core machine; 20 s is not always enough.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        **(env_extra or {}),
+    }
+    env.pop("PREFECT_API_URL", None)  # the harness's server: each CLI run starts its own
+    return subprocess.run(
+        [sys.executable, "-m", "flows.newsgroups", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.slow
+def test_cli_prints_the_sentence_without_a_traceback_and_exits_non_zero(tmp_path, tiny_corpus):
+    home = {"PREFECT_HOME": str(tmp_path / "prefect")}
+    result = cli(
+        "--archive", str(tmp_path / "missing.tar.gz"), "--output-dir", str(tmp_path / "runs"), env_extra=home
+    )
+    assert result.returncode == 2
+    assert "error: The archive " in result.stderr
+    assert "missing.tar.gz does not exist; pass the path of 20news-bydate.tar.gz" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "runs" / "manifest.json").exists()
+
+    # A failure after the first files were written: still one sentence, and no folder left.
+    corpus = corpus_file(tmp_path, tiny_corpus)
+    result = cli(
+        "--corpus",
+        str(corpus),
+        "--groups",
+        "--per-class",
+        "9",
+        "--embedder",
+        "tfidf",
+        "--output-dir",
+        str(tmp_path / "runs"),
+        env_extra=home,
+    )
+    assert result.returncode == 2
+    assert "error: The class 'crypto' has only 4 posts after cleaning" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [".runs.lock"]
+
+
+@pytest.mark.slow
+def test_cli_debug_flag_shows_the_traceback(tmp_path):
+    result = cli(
+        "--archive",
+        str(tmp_path / "missing.tar.gz"),
+        "--output-dir",
+        str(tmp_path / "runs"),
+        "--debug",
+        env_extra={"PREFECT_HOME": str(tmp_path / "prefect")},
+    )
+    assert result.returncode != 0
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "InputError: The archive " in result.stderr
+
+
+def test_cli_refuses_an_unknown_embedder_and_lists_the_valid_ones(tmp_path):
+    result = cli("--embedder", "word2vec", "--output-dir", str(tmp_path))
+    assert result.returncode == 2
+    names = ", ".join(repr(name) for name in EMBEDDERS.names())
+    assert f"argument --embedder: invalid choice: 'word2vec' (choose from {names})" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_refuses_an_out_of_range_value_with_the_flag_name(tmp_path):
+    result = cli("--per-class", "-3", "--output-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert (
+        "error: Invalid parameter --per-class: Input should be greater than or equal to 0 (got '-3'). See --help."
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
