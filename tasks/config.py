@@ -86,6 +86,14 @@ class EmbeddingSettings(Settings):
         None, ge=1, description="Texts per embedding task (default: the embedder's own choice)."
     )
     tfidf_dimensions: int = Field(256, ge=2, le=4096, description="SVD dimensions of the tfidf embedder.")
+    cache: bool = Field(
+        True,
+        description="Reuse the stored vector of any text this model embedded before (in any run), "
+        "and store new ones. Embedders fitted on the corpus (tfidf) are never cached.",
+    )
+    cache_dir: Path | None = Field(
+        None, description="Folder of the embedding cache (default: <output_dir>/.embedding-cache)."
+    )
 
 
 class MapSettings(Settings):
