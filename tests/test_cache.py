@@ -133,7 +133,11 @@ def test_maintenance_command_prints_size_per_model_and_prunes(tmp_path, capsys):
     assert "model-a" in table and "model-b" in table
     assert "2 identities, 8 entries" in table
     rows = {row["model"]: row for row in summarise(cache_dir)}
-    assert (rows["model-a"]["entries"], rows["model-b"]["entries"], rows["model-b"]["unreadable"]) == (3, 5, 1)
+    assert (rows["model-a"]["entries"], rows["model-b"]["entries"], rows["model-b"]["unreadable"]) == (
+        3,
+        5,
+        1,
+    )
 
     assert cache_main(["--cache-dir", str(cache_dir), "--prune-unreadable"]) == 0
     assert not torn.exists()

@@ -108,8 +108,10 @@ class Progress:
         self.artifact_id = create_progress_artifact(
             progress=100.0 * reused / max(total, 1),
             key="embed-progress",
-            description=f"Texts embedded ({what}), {reused} of {total} found in the cache",
+            description=f"Texts embedded ({what}); {reused} of {total} were in the cache or repeated",
         )
+        if reused:
+            self.logger.info("embed: %d/%d texts need no embedding (in the cache or repeated)", reused, total)
 
     def advance(self, count: int) -> None:
         """Record ``count`` more texts embedded."""
@@ -174,7 +176,7 @@ def embed_documents(
         _, first = np.unique(keys[misses], return_index=True)
         todo = misses[np.sort(first)]
     batches = plan_batches(len(todo), settings.batch_size or embedder.default_batch_size)
-    progress = Progress(n_texts, settings.embedder, reused=int(found.sum()))
+    progress = Progress(n_texts, settings.embedder, reused=n_texts - len(todo))
     futures = {
         embed_batch_task.submit(
             [texts[i] for i in todo[start:stop]], settings, seed=seed, batch=index, cache=store
