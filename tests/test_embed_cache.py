@@ -150,7 +150,7 @@ def test_a_text_repeated_in_one_run_is_embedded_once_and_gets_the_same_vector(ti
         manifest = newsgroups(
             source=SourceSettings(corpus=corpus, id_column="id"),
             cleaning=CleaningSettings(drop_duplicates=False),
-            sampling=SamplingSettings(per_class=0),
+            sampling=SamplingSettings(groups=[], per_class=0),
             mapping=MapSettings(reducer="pca"),
             output=OutputSettings(output_dir=tmp_path, run_name="repeats"),
         )
