@@ -23,6 +23,7 @@ from tasks.config import (
     SourceSettings,
 )
 from tasks.embed import EMBEDDERS, embed_documents
+from tasks.embed.cache import default_cache_dir
 from tasks.errors import PipelineError
 from tasks.evaluate import evaluate_task, silhouette
 from tasks.ingest import ingest_task
@@ -107,9 +108,12 @@ def newsgroups(
         clusterer.check(len(sample))
 
         doc_ids, texts = sample["doc_id"].tolist(), sample["text"].tolist()
+        cache_dir = embedding.cache_dir or default_cache_dir(output.output_dir)
         # The tag lets a tag concurrency limit throttle one embedder's batch tasks (e.g. Gemini's).
         with watch("embed"), tags(f"embedder-{embedding.embedder}"):
-            vectors, embedding_info = embed_documents(doc_ids, texts, embedding, seed=seed, layout=layout)
+            vectors, embedding_info = embed_documents(
+                doc_ids, texts, embedding, seed=seed, layout=layout, cache_dir=cache_dir
+            )
         with watch("map"):
             coords = map_task(doc_ids, vectors, mapping, seed=seed, layout=layout)
         with watch("cluster"):

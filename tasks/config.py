@@ -133,6 +133,14 @@ class EmbeddingSettings(Settings):
         le=60,
         description="Seconds before the first Gemini retry; doubles each attempt, with jitter.",
     )
+    cache: bool = Field(
+        True,
+        description="Reuse the stored vector of any text this model embedded before (in any run), "
+        "and store new ones. Embedders fitted on the corpus (tfidf) are never cached.",
+    )
+    cache_dir: Path | None = Field(
+        None, description="Folder of the embedding cache (default: <output_dir>/.embedding-cache)."
+    )
 
 
 class MapSettings(Settings):

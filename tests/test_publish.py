@@ -110,7 +110,9 @@ def test_save_plots_writes_one_png_per_figure_and_closes_it(coords, evaluation, 
         "confusion_matrix": "confusion_matrix.png",
     }
     assert all(path.read_bytes().startswith(b"\x89PNG") for path in paths.values())
-    assert sorted(p.name for p in layout.root.iterdir() if not p.name.startswith(".")) == sorted(p.name for p in paths.values())
+    assert sorted(p.name for p in layout.root.iterdir() if not p.name.startswith(".")) == sorted(
+        p.name for p in paths.values()
+    )
     assert not plt.get_fignums()
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +17,7 @@ from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 
 from tasks.embed._base import EMBEDDERS, Embedder
+from tasks.embed.cache import EmbeddingCache, text_keys
 from tasks.errors import PipelineError
 from tasks.layout import RunLayout, write_embeddings
 
@@ -54,10 +56,14 @@ def plan_batches(n_texts: int, batch_size: int | None) -> list[tuple[int, int]]:
     return [(start, min(start + size, n_texts)) for start in range(0, n_texts, size)]
 
 
-def embed_batch(texts: Sequence[str], settings: EmbeddingSettings, *, seed: int) -> np.ndarray:
+def embed_batch(
+    texts: Sequence[str], settings: EmbeddingSettings, *, seed: int, cache: EmbeddingCache | None = None
+) -> np.ndarray:
     """Embed one batch; returns float32 (len(texts), dimensions), checked for shape and NaN.
 
     At most ``embedder.max_concurrency`` batches of one embedder run at once in a process.
+    With a ``cache``, the batch's vectors are stored as soon as they are checked,
+    so a run killed later loses none of them.
     """
     embedder = get_embedder(settings, seed)
     with _slots(embedder.name, embedder.max_concurrency):
@@ -68,7 +74,10 @@ def embed_batch(texts: Sequence[str], settings: EmbeddingSettings, *, seed: int)
         )
     if not np.isfinite(vectors).all():
         raise RuntimeError(f"The {embedder.name} embedder returned NaN or infinite values.")
-    return vectors.astype(np.float32, copy=False)
+    vectors = vectors.astype(np.float32, copy=False)
+    if cache is not None:
+        cache.add(text_keys(texts), vectors)
+    return vectors
 
 
 def _retry_unless_permanent(task, task_run, state) -> bool:
@@ -82,26 +91,33 @@ def _retry_unless_permanent(task, task_run, state) -> bool:
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_retry_unless_permanent,
 )
-def embed_batch_task(texts: list[str], settings: EmbeddingSettings, *, seed: int, batch: int) -> np.ndarray:
+def embed_batch_task(
+    texts: list[str], settings: EmbeddingSettings, *, seed: int, batch: int, cache: EmbeddingCache | None
+) -> np.ndarray:
     """Prefect task: :func:`embed_batch`; failures other than permanent ones are retried."""
-    return embed_batch(texts, settings, seed=seed)
+    return embed_batch(texts, settings, seed=seed, cache=cache)
 
 
 class Progress:
     """Logs embedded/total with rate and ETA, and mirrors it in a Prefect progress artifact."""
 
-    def __init__(self, total: int, what: str) -> None:
-        self.total, self.done, self.started = total, 0, time.monotonic()
+    def __init__(self, total: int, what: str, *, reused: int = 0) -> None:
+        self.total, self.done, self.started = total, reused, time.monotonic()
+        self.reused = reused
         self.logger = get_run_logger()
         self.artifact_id = create_progress_artifact(
-            progress=0.0, key="embed-progress", description=f"Texts embedded ({what})"
+            progress=100.0 * reused / max(total, 1),
+            key="embed-progress",
+            description=f"Texts embedded ({what}); {reused} of {total} were in the cache or repeated",
         )
+        if reused:
+            self.logger.info("embed: %d/%d texts need no embedding (in the cache or repeated)", reused, total)
 
     def advance(self, count: int) -> None:
         """Record ``count`` more texts embedded."""
         self.done += count
         elapsed = time.monotonic() - self.started
-        rate = self.done / elapsed if elapsed else float("inf")
+        rate = (self.done - self.reused) / elapsed if elapsed else float("inf")
         eta = (self.total - self.done) / rate if rate else float("nan")
         self.logger.info(
             "embed: %d/%d texts (%.0f%%), %.1f texts/s, about %.0f s left",
@@ -114,20 +130,58 @@ class Progress:
         update_progress_artifact(self.artifact_id, progress=100.0 * self.done / self.total)
 
 
+def _open_cache(
+    embedder: Embedder, settings: EmbeddingSettings, cache_dir: Path | None
+) -> EmbeddingCache | None:
+    logger = get_run_logger()
+    if cache_dir is None or not settings.cache:
+        logger.info("embed: cache off")
+        return None
+    if not embedder.cacheable:
+        logger.info("embed: the %s embedder is fitted on the corpus, so it is never cached", embedder.name)
+        return None
+    store = EmbeddingCache.open(cache_dir, embedder.describe())
+    if store is not None:
+        logger.info("embed: cache %s", store.folder)
+    return store
+
+
 def embed_documents(
-    doc_ids: list[str], texts: list[str], settings: EmbeddingSettings, *, seed: int, layout: RunLayout
+    doc_ids: list[str],
+    texts: list[str],
+    settings: EmbeddingSettings,
+    *,
+    seed: int,
+    layout: RunLayout,
+    cache_dir: Path | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Embed ``texts`` as concurrent batch tasks and write ``embeddings.parquet``.
 
-    Must run inside a flow. Returns the vectors (n_texts, dimensions), in the
-    order of ``texts``, and the embedder's description and counters.
+    Must run inside a flow. With a ``cache_dir`` (and ``settings.cache`` on, and
+    a cacheable embedder) texts already in the cache are not embedded again,
+    a text repeated in ``texts`` is embedded once, and each batch is stored as
+    soon as it is done. Returns the vectors (n_texts, dimensions), in the order
+    of ``texts``, and the embedder's description and counters, with ``cache``:
+    ``{"dir", "hits", "misses", "embedded"}`` (None when the cache is off).
     """
     _build_embedder.cache_clear()  # each run gets a fresh embedder: its own counters, key and state
-    embedder_cls = EMBEDDERS.get(settings.embedder)
-    batches = plan_batches(len(texts), settings.batch_size or embedder_cls.default_batch_size)
-    progress = Progress(len(texts), settings.embedder)
+    embedder = get_embedder(settings, seed)
+    store = _open_cache(embedder, settings, cache_dir)
+    n_texts = len(texts)
+    if store is None:
+        todo, found, cached = np.arange(n_texts), np.zeros(n_texts, dtype=bool), None
+    else:
+        keys = text_keys(texts)
+        found, cached = store.lookup(keys)
+        misses = np.flatnonzero(~found)
+        _, first = np.unique(keys[misses], return_index=True)
+        todo = misses[np.sort(first)]
+    batches = plan_batches(len(todo), settings.batch_size or embedder.default_batch_size)
+    progress = Progress(n_texts, settings.embedder, reused=n_texts - len(todo))
     futures = {
-        embed_batch_task.submit(texts[start:stop], settings, seed=seed, batch=index): (start, stop)
+        embed_batch_task.submit(
+            [texts[i] for i in todo[start:stop]], settings, seed=seed, batch=index, cache=store
+        ): (start, stop)
         for index, (start, stop) in enumerate(batches)
     }
     parts: dict[int, np.ndarray] = {}
@@ -135,7 +189,40 @@ def embed_documents(
         start, stop = futures[future]
         parts[start] = future.result()
         progress.advance(stop - start)
-    vectors = np.concatenate([parts[start] for start, _ in batches])
+    computed = [parts[start] for start, _ in batches]
+    vectors = _assemble(n_texts, found, cached, todo, computed, keys if store is not None else None)
     write_embeddings(doc_ids, vectors, layout.embeddings)
-    embedder = get_embedder(settings, seed)
-    return vectors, {**embedder.describe(), "dimensions": vectors.shape[1], **embedder.stats()}
+    info = {**embedder.describe(), "dimensions": vectors.shape[1], **embedder.stats()}
+    info["cache"] = (
+        None
+        if store is None
+        else {
+            "dir": str(store.folder.parent),
+            "hits": int(found.sum()),
+            "misses": int(n_texts - found.sum()),
+            "embedded": len(todo),
+        }
+    )
+    return vectors, info
+
+
+def _assemble(
+    n_texts: int,
+    found: np.ndarray,
+    cached: np.ndarray | None,
+    todo: np.ndarray,
+    computed: list[np.ndarray],
+    keys: np.ndarray | None,
+) -> np.ndarray:
+    """Cached and computed vectors in text order; repeated texts take their first copy's vector."""
+    blocks = [block for block in (cached, *computed) if block is not None and len(block)]
+    vectors = np.empty((n_texts, blocks[0].shape[1]), dtype=np.float32)
+    if cached is not None and len(cached):
+        vectors[found] = cached
+    if len(todo):
+        vectors[todo] = np.concatenate(computed)
+    rest = np.setdiff1d(np.flatnonzero(~found), todo)
+    if len(rest):
+        row = {key: index for key, index in zip(keys[todo].tolist(), todo.tolist(), strict=True)}
+        vectors[rest] = vectors[[row[key] for key in keys[rest].tolist()]]
+    return vectors
