@@ -32,3 +32,12 @@ class OutputError(PipelineError, OSError):
 
 class NewsgroupsWarning(UserWarning):
     """A degraded but working path was taken (for example, texts were truncated)."""
+
+
+def is_transient(task, task_run, state) -> bool:
+    """Prefect retry condition: retry any failure except those carrying a message for the user.
+
+    A :class:`PipelineError` (bad input, a refused key, an unwritable folder) fails the same
+    way on every attempt, so retrying it only delays the message.
+    """
+    return not isinstance(state.result(raise_on_failure=False), PipelineError)

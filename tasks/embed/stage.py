@@ -18,7 +18,7 @@ from prefect.logging import get_run_logger
 
 from tasks.embed._base import EMBEDDERS, Embedder
 from tasks.embed.cache import EmbeddingCache, text_keys
-from tasks.errors import PipelineError
+from tasks.errors import is_transient
 from tasks.layout import RunLayout, write_embeddings
 
 if TYPE_CHECKING:
@@ -80,16 +80,12 @@ def embed_batch(
     return vectors
 
 
-def _retry_unless_permanent(task, task_run, state) -> bool:
-    return not isinstance(state.result(raise_on_failure=False), PipelineError)
-
-
 @task(
     name="embed-batch",
     task_run_name="embed-{settings.embedder}-batch-{batch:05d}",
     retries=2,
     retry_delay_seconds=[2, 10],
-    retry_condition_fn=_retry_unless_permanent,
+    retry_condition_fn=is_transient,
 )
 def embed_batch_task(
     texts: list[str], settings: EmbeddingSettings, *, seed: int, batch: int, cache: EmbeddingCache | None
