@@ -1,0 +1,168 @@
+"""What a map shows, prepared once for every renderer (the PNGs, ``map.html``).
+
+Renderers only draw: colours, legend labels, the noise convention and the text
+shown on hover are decided here, so the static and the interactive map agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import to_hex
+
+NOISE = -1
+"""Cluster label of points a clusterer left unassigned (HDBSCAN's convention)."""
+NOISE_LABEL = "unassigned"
+NOISE_COLOUR = "#b0b0b0"
+PREVIEW_CHARS = 200
+
+POINT_COLUMNS = (
+    "doc_id",
+    "x",
+    "y",
+    "class_name",
+    "cluster",
+    "cluster_label",
+    "class_colour",
+    "cluster_colour",
+    "subject",
+    "preview",
+)
+
+
+@dataclass(frozen=True)
+class MapData:
+    """One map, ready to draw.
+
+    Attributes
+    ----------
+    points : DataFrame
+        One row per post, columns :data:`POINT_COLUMNS`: coordinates ``x``, ``y``;
+        ``class_name`` (None when unlabelled); ``cluster`` (int, :data:`NOISE` for
+        unassigned); ``cluster_label`` (legend entry, e.g. ``"2: orbit, launch
+        (sci.space)"`` or ``"unassigned"``); ``class_colour`` and ``cluster_colour``
+        (hex); ``subject`` (first line of the post) and ``preview`` (the next
+        ~200 characters), for hover.
+    reducer_label : str
+        Display name of the reducer ("t-SNE", "PCA", ...), for axis titles.
+    class_colours, cluster_colours : dict of str to str
+        Legend entries in display order -> hex colour; noise is last and grey.
+        ``class_colours`` is empty when the corpus is unlabelled.
+    """
+
+    points: pd.DataFrame
+    reducer_label: str
+    class_colours: dict[str, str]
+    cluster_colours: dict[str, str]
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the posts carry true classes (so a map by class can be drawn)."""
+        return bool(self.class_colours)
+
+
+def palette(names: Sequence[str], *, muted: bool = False) -> dict[str, str]:
+    """One distinct hex colour per name, assigned in sorted order, so every plot agrees.
+
+    ``muted`` gives desaturated colours, for clusters that share a map with class colours.
+    """
+    order = sorted(set(names), key=str)
+    colours = sns.color_palette("husl" if muted else "hls", len(order), desat=0.45 if muted else None)
+    return dict(zip(order, map(to_hex, colours), strict=True))
+
+
+def split_post(text: str, *, preview_chars: int = PREVIEW_CHARS) -> tuple[str, str]:
+    """A cleaned post's subject (its first non-blank line) and the start of what follows.
+
+    >>> split_post(" Orbits\\n\\nThe shuttle flew.")
+    ('Orbits', 'The shuttle flew.')
+    """
+    lines = text.strip().split("\n", 1)
+    subject = lines[0].strip()
+    body = " ".join(lines[1].split()) if len(lines) > 1 else ""
+    if len(body) > preview_chars:
+        body = body[:preview_chars].rsplit(" ", 1)[0] + " …"
+    return subject, body
+
+
+def cluster_label(cluster: int, name: str | None, matched_class: str | None) -> str:
+    """Legend entry of one cluster: number, name (its top terms) and matched class, if any.
+
+    >>> cluster_label(2, "orbit, launch", "sci.space")
+    '2: orbit, launch (sci.space)'
+    >>> cluster_label(-1, None, None)
+    'unassigned'
+    """
+    if cluster == NOISE:
+        return NOISE_LABEL
+    text = f"{cluster}: {name}" if name else f"cluster {cluster}"
+    return f"{text} ({matched_class})" if matched_class else text
+
+
+def prepare_map(
+    coords: pd.DataFrame,
+    texts: Sequence[str],
+    clusters: np.ndarray,
+    class_names: np.ndarray | None = None,
+    *,
+    reducer_label: str,
+    cluster_names: Mapping[int, str] | None = None,
+    matched_classes: Mapping[int, str] | None = None,
+) -> MapData:
+    """Decide what every renderer draws.
+
+    Parameters
+    ----------
+    coords : DataFrame
+        Columns ``doc_id``, ``x``, ``y``; n rows.
+    texts : sequence of str
+        The n cleaned posts, in the order of ``coords``.
+    clusters : ndarray of int, shape (n,)
+        Cluster labels; :data:`NOISE` marks unassigned points.
+    class_names : ndarray of str, shape (n,), optional
+        True classes; None for an unlabelled corpus.
+    reducer_label : str
+        Display name of the reducer.
+    cluster_names : mapping of int to str, optional
+        A short name per cluster (its top terms).
+    matched_classes : mapping of int to str, optional
+        The class each cluster was matched to by the evaluation. A matched
+        cluster takes its class's colour, so both maps read alike.
+    """
+    clusters = np.asarray(clusters, dtype=int)
+    cluster_names = cluster_names or {}
+    matched_classes = matched_classes or {}
+    class_colours = palette(list(class_names)) if class_names is not None else {}
+    ids = sorted(set(clusters.tolist()) - {NOISE})
+    labels = {c: cluster_label(c, cluster_names.get(c), matched_classes.get(c)) for c in ids}
+    unmatched = [c for c in ids if matched_classes.get(c) not in class_colours]
+    spare = dict(zip(unmatched, palette([f"{c:09d}" for c in unmatched], muted=bool(class_colours)).values(), strict=True))
+    cluster_colours = {
+        labels[c]: class_colours[matched_classes[c]] if c not in spare else spare[c] for c in ids
+    }
+    if (clusters == NOISE).any():
+        labels[NOISE] = NOISE_LABEL
+        cluster_colours[NOISE_LABEL] = NOISE_COLOUR
+    subjects, previews = zip(*(split_post(t) for t in texts), strict=True) if len(texts) else ((), ())
+    point_labels = [labels[c] for c in clusters.tolist()]
+    points = pd.DataFrame(
+        {
+            "doc_id": coords["doc_id"].to_numpy(),
+            "x": coords["x"].to_numpy(dtype=np.float32),
+            "y": coords["y"].to_numpy(dtype=np.float32),
+            "class_name": class_names if class_names is not None else [None] * len(coords),
+            "cluster": clusters,
+            "cluster_label": point_labels,
+            "class_colour": [class_colours.get(c, NOISE_COLOUR) for c in class_names]
+            if class_names is not None
+            else [NOISE_COLOUR] * len(coords),
+            "cluster_colour": [cluster_colours[label] for label in point_labels],
+            "subject": list(subjects),
+            "preview": list(previews),
+        }
+    )
+    return MapData(points, reducer_label, class_colours, cluster_colours)
