@@ -11,10 +11,11 @@ Static rules (types, ranges, choices) live here; rules that depend on the data
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from tasks.base import Settings
 from tasks.cluster import CLUSTERERS
 from tasks.embed import EMBEDDERS
 from tasks.reduce import REDUCERS
@@ -34,10 +35,15 @@ GeminiTaskType = Literal[
 ]
 
 
-class Settings(BaseModel):
-    """Base of the stage models: immutable, and unknown fields are an error."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+MAX_SEED = 2**32 - 1
+Seed = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_SEED,
+        description="Seed of every random step: sampling, SVD, t-SNE, KMeans (0 to 2**32-1).",
+    ),
+]
 
 
 class SourceSettings(Settings):
@@ -174,3 +180,37 @@ class OutputSettings(Settings):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="Name of this run's folder (default: UTC time, embedder and a random suffix).",
     )
+
+
+class RunSettings(Settings):
+    """Every setting of one run: the stage models and the seed.
+
+    The flow takes the stage models as separate arguments (so the Prefect UI
+    shows one form section per stage) and gathers them here, so the run folder,
+    the manifest, the run name and a comparison's variants all read one object.
+    """
+
+    source: SourceSettings = SourceSettings()
+    cleaning: CleaningSettings = CleaningSettings()
+    sampling: SamplingSettings = SamplingSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    mapping: MapSettings = MapSettings()
+    clustering: ClusterSettings = ClusterSettings()
+    output: OutputSettings = OutputSettings()
+    seed: Seed = 0
+
+    def run_label(self) -> str:
+        """What distinguishes this run in a list: embedder, sample size, reducer and seed.
+
+        >>> RunSettings().run_label()
+        'local-150-per-class-tsne-seed-0'
+        """
+        per_class = self.sampling.per_class or "all"
+        return f"{self.embedding.embedder}-{per_class}-per-class-{self.mapping.reducer}-seed-{self.seed}"
+
+    @classmethod
+    def from_parameters(cls, parameters: dict[str, Any]) -> RunSettings:
+        """Settings from flow parameters as Prefect holds them (models or plain dicts; missing: defaults)."""
+        return cls.model_validate(
+            {name: value for name, value in parameters.items() if name in cls.model_fields}
+        )

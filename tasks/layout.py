@@ -32,6 +32,9 @@ import pyarrow.parquet as pq
 from tasks.errors import InputError, OutputError
 
 TMP_PREFIX = ".tmp-"
+NOISE = -1
+"""Cluster label of a point its clusterer left unassigned (HDBSCAN's convention), in every file."""
+NOISE_LABEL = "unassigned"
 MANIFEST = "manifest.json"
 RUN_LOCK = ".lock"
 
@@ -79,7 +82,7 @@ class RunLayout:
     cleaned = property(lambda self: self.root / "cleaned.parquet")
     sample = property(lambda self: self.root / "sample.parquet")
     embeddings = property(lambda self: self.root / "embeddings.parquet")
-    map = property(lambda self: self.root / "tsne.parquet")
+    map = property(lambda self: self.root / "map.parquet")
     clusters = property(lambda self: self.root / "clusters.parquet")
     evaluation = property(lambda self: self.root / "evaluation.parquet")
     confusion = property(lambda self: self.root / "confusion.parquet")
