@@ -87,7 +87,7 @@ def _default(info: FieldInfo) -> Any:
 def flow_parameters(flow_fn: Any) -> dict[str, tuple[Any, Any]]:
     """The flow's parameters: name -> (resolved annotation, default)."""
     fn = flow_fn.fn
-    hints = typing.get_type_hints(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
     return {name: (hints[name], param.default) for name, param in inspect.signature(fn).parameters.items()}
 
 
