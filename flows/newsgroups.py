@@ -100,6 +100,7 @@ def newsgroups(
             evaluation,
             metrics,
             reducer_label=backends.reducer.label,
+            clustering=backends.clusterer.describe(),
             layout=run.layout,
         )
         run.record(
@@ -112,6 +113,7 @@ def newsgroups(
             },
             embedding=embedded,
             map={"reducer": backends.reducer.name, "label": backends.reducer.label},
+            clustering=backends.clusterer.describe(),
             metrics=metrics,
         )
     return run.manifest

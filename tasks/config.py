@@ -157,6 +157,15 @@ class MapSettings(Settings):
     tsne_iterations: int = Field(
         750, ge=50, description="t-SNE iterations after the 250 of early exaggeration."
     )
+    umap_neighbors: int = Field(
+        15, ge=2, le=1000, description="UMAP neighbourhood size: larger keeps more of the global layout."
+    )
+    umap_min_dist: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="UMAP minimum distance between points on the map (0 packs clusters tightly).",
+    )
 
 
 class ClusterSettings(Settings):
@@ -165,10 +174,25 @@ class ClusterSettings(Settings):
     clusterer: ClustererName = Field(
         "kmeans", description="Clusterer: " + ", ".join(CLUSTERERS.names()) + "."
     )
-    n_clusters: int | None = Field(
-        None, ge=1, description="Number of clusters (default: the number of classes)."
+    n_clusters: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        None,
+        description="Number of clusters for clusterers that need one (kmeans): a number, 'auto' "
+        "(the best silhouette from 2 to --max-auto-clusters), or none for the number of classes.",
+    )
+    max_auto_clusters: int = Field(
+        12, ge=2, le=200, description="Largest number of clusters --n-clusters auto tries."
     )
     n_init: int = Field(10, ge=1, description="KMeans restarts; the best is kept.")
+    min_cluster_size: int = Field(
+        15, ge=2, description="HDBSCAN: the smallest group of posts that counts as a cluster."
+    )
+    hdbscan_umap_dimensions: int = Field(
+        5,
+        ge=0,
+        le=100,
+        description="HDBSCAN: cluster a UMAP projection of this many dimensions, as BERTopic does "
+        "(0: the embeddings themselves).",
+    )
 
 
 class OutputSettings(Settings):

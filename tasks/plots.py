@@ -82,3 +82,16 @@ def confusion_figure(confusion: pd.DataFrame, *, title: str) -> Figure:
     axes.tick_params(axis="x", labelrotation=45)
     plt.setp(axes.get_xticklabels(), ha="right")
     return figure
+
+
+def sweep_figure(sweep: pd.DataFrame, *, chosen: int) -> Figure:
+    """Silhouette against the number of clusters tried by ``--n-clusters auto``, the choice marked."""
+    with sns.axes_style("whitegrid"):
+        figure, axes = plt.subplots(figsize=(5, 3))
+        axes.plot(sweep["n_clusters"], sweep["silhouette"], marker="o", color="#4c72b0")
+        axes.axvline(chosen, color="#c44e52", linestyle="--", label=f"chosen: {chosen}")
+        axes.set(
+            xlabel="Number of clusters", ylabel="Silhouette (cosine)", title="Choosing the number of clusters"
+        )
+        axes.legend(frameon=False)
+    return figure

@@ -15,16 +15,19 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tasks.evaluate import Evaluation
 from tasks.layout import RunLayout, write_png
 from tasks.mapdata import MapData, prepare_map
-from tasks.plots import confusion_figure, map_figure
+from tasks.plots import confusion_figure, map_figure, sweep_figure
 
 ACCURACY_KEY = "newsgroups-accuracy"
 SUMMARY_KEY = "newsgroups-summary"
 
 
-def render_plots(data: MapData, evaluation: Evaluation | None) -> dict[str, plt.Figure]:
-    """The run's figures by file name: map by class, map by cluster, confusion matrix.
+def render_plots(
+    data: MapData, evaluation: Evaluation | None, clustering: dict[str, Any] | None = None
+) -> dict[str, plt.Figure]:
+    """The run's figures by file name: map by class, map by cluster, confusion matrix, k sweep.
 
-    Without labels only the map by cluster is drawn.
+    Without labels only the map by cluster is drawn; the sweep only when
+    ``clustering`` (a clusterer's ``describe()``) holds one.
     """
     label = data.reducer_label
     figures = {}
@@ -36,6 +39,10 @@ def render_plots(data: MapData, evaluation: Evaluation | None) -> dict[str, plt.
     if evaluation is not None:
         figures["confusion_matrix"] = confusion_figure(
             evaluation.confusion, title="Confusion matrix for actual and clustered classes"
+        )
+    if clustering and clustering.get("sweep"):
+        figures["n_clusters_sweep"] = sweep_figure(
+            pd.DataFrame(clustering["sweep"]), chosen=clustering["n_clusters_resolved"]
         )
     return figures
 
@@ -84,6 +91,7 @@ def publish_task(
     metrics: dict[str, Any],
     *,
     reducer_label: str,
+    clustering: dict[str, Any] | None = None,
     layout: RunLayout,
 ) -> dict[str, Path]:
     """Prefect task: prepare the map once, render it, then publish the accuracy table and the summary.
@@ -99,7 +107,7 @@ def publish_task(
         reducer_label=reducer_label,
         matched_classes=evaluation.matched_classes() if evaluation is not None else None,
     )
-    images = save_plots(render_plots(data, evaluation), layout)
+    images = save_plots(render_plots(data, evaluation, clustering), layout)
     table = evaluation.table if evaluation is not None else None
     if table is not None:
         create_table_artifact(

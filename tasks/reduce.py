@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from tasks.errors import InputError
+from tasks.errors import InputError, MissingDependencyError
 from tasks.layout import MAP_SCHEMA, RunLayout, write_table
 from tasks.registry import Registry
 
@@ -124,6 +124,61 @@ class PcaReducer(Reducer):
         from sklearn.decomposition import PCA
 
         return PCA(n_components=2, random_state=self.seed).fit_transform(vectors).astype(np.float32)
+
+
+UMAP_INSTALL = "UMAP needs umap-learn; install it with: pip install 'umap-learn>=0.5.12' (or the project's [umap] extra)."
+
+
+def umap_class() -> type:
+    """``umap.UMAP``, or a :class:`MissingDependencyError` that says how to install it."""
+    try:
+        from umap import UMAP
+    except ImportError as error:
+        raise MissingDependencyError(UMAP_INSTALL) from error
+    return UMAP
+
+
+@REDUCERS.register
+class UmapReducer(Reducer):
+    """umap-learn with the cosine metric and a fixed seed (which makes it single-threaded and repeatable).
+
+    UMAP keeps more of the global layout than t-SNE (clusters that are near in
+    the embedding stay near on the map) and scales to large corpora.
+    """
+
+    name: ClassVar[str] = "umap"
+    label: ClassVar[str] = "UMAP"
+
+    def __init__(self, *, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0) -> None:
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.seed = seed
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, seed: int) -> UmapReducer:
+        """Read ``umap_neighbors`` and ``umap_min_dist``; use the run's seed."""
+        umap_class()  # a missing package is refused at the check step, before embedding
+        return cls(n_neighbors=settings.umap_neighbors, min_dist=settings.umap_min_dist, seed=seed)
+
+    def check(self, n_samples: int) -> None:
+        """The neighbourhood must be smaller than the sample."""
+        super().check(n_samples)
+        if self.n_neighbors >= n_samples:
+            raise InputError(
+                f"The UMAP neighbourhood ({self.n_neighbors}) must be less than the number of posts "
+                f"({n_samples}); pass a smaller --umap-neighbors or a larger sample."
+            )
+
+    def fit_transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Embed ``vectors`` in 2-D with UMAP."""
+        model = umap_class()(
+            n_components=2,
+            n_neighbors=self.n_neighbors,
+            min_dist=self.min_dist,
+            metric="cosine",
+            random_state=self.seed,
+        )
+        return np.asarray(model.fit_transform(vectors), dtype=np.float32)
 
 
 def build_reducer(settings: Settings, *, seed: int) -> Reducer:

@@ -107,3 +107,13 @@ def test_a_clusterer_that_returns_noise_without_declaring_it_is_caught(blobs):
 
     with pytest.raises(RuntimeError, match="leaky clusterer returned label -1; the lowest allowed is 0"):
         cluster_embeddings([str(i) for i in range(90)], blobs[0], Leaky())
+
+
+def test_n_clusters_auto_picks_the_best_silhouette_and_keeps_the_users_setting(blobs):
+    clusterer = build_clusterer(ClusterSettings(n_clusters="auto", max_auto_clusters=6), n_classes=0, seed=1)
+    labels = cluster_embeddings([str(i) for i in range(90)], blobs[0], clusterer)["cluster"].to_numpy()
+    described = clusterer.describe()
+    assert described["n_clusters"] == "auto" and described["n_clusters_resolved"] == 3
+    assert [row["n_clusters"] for row in described["sweep"]] == [2, 3, 4, 5, 6]
+    best = max(described["sweep"], key=lambda row: row["silhouette"])
+    assert best["n_clusters"] == 3 and len(set(labels.tolist())) == 3
