@@ -11,9 +11,9 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from tasks.check import check_settings, check_task
+from flows.pipeline import analyse_sample
+from tasks.check import check_settings
 from tasks.clean import clean_task
-from tasks.cluster import cluster_task
 from tasks.config import (
     CleaningSettings,
     ClusterSettings,
@@ -25,12 +25,7 @@ from tasks.config import (
     Seed,
     SourceSettings,
 )
-from tasks.embed import embed_sample
-from tasks.evaluate import evaluate_task
 from tasks.ingest import ingest_task
-from tasks.layout import NOISE
-from tasks.publish import publish_task
-from tasks.reduce import map_task
 from tasks.run import open_run
 from tasks.sample import sample_task
 
@@ -84,38 +79,8 @@ def newsgroups(
         corpus = run.step("ingest", ingest_task, source, layout=run.layout)
         cleaned, dropped = run.step("clean", clean_task, corpus, cleaning, layout=run.layout)
         sample = run.step("sample", sample_task, cleaned, sampling, seed=seed, layout=run.layout)
-        backends = run.step("check", check_task, sample, settings)
-        vectors, embedded = run.step("embed", embed_sample, sample, settings, layout=run.layout)
-        coords = run.step("map", map_task, sample, vectors, backends.reducer, layout=run.layout)
-        clusters = run.step("cluster", cluster_task, sample, vectors, backends.clusterer, layout=run.layout)
-        evaluation, metrics = run.step(
-            "evaluate", evaluate_task, sample, clusters, vectors, seed=seed, layout=run.layout
-        )
-        run.step(
-            "publish",
-            publish_task,
-            sample,
-            coords,
-            clusters,
-            evaluation,
-            metrics,
-            reducer_label=backends.reducer.label,
-            clustering=backends.clusterer.describe(),
-            layout=run.layout,
-        )
-        run.record(
-            counts={
-                "ingested": len(corpus),
-                "cleaned": dropped,
-                "sampled": len(sample),
-                "classes": backends.n_classes,
-                "clusters": int(len(set(clusters.tolist()) - {NOISE})),
-            },
-            embedding=embedded,
-            map={"reducer": backends.reducer.name, "label": backends.reducer.label},
-            clustering=backends.clusterer.describe(),
-            metrics=metrics,
-        )
+        run.record(counts={"ingested": len(corpus), "cleaned": dropped})
+        analyse_sample(run, sample, settings)
     return run.manifest
 
 

@@ -68,9 +68,14 @@ def summary_markdown(
             for r in table.itertuples()
         ]
     for name, path in images.items():
-        encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-        lines += ["", f"## {name.replace('_', ' ')}", "", f"![{name}](data:image/png;base64,{encoded})"]
+        lines += ["", f"## {name.replace('_', ' ')}", "", png_markdown(name, path)]
     return "\n".join(lines) + "\n"
+
+
+def png_markdown(name: str, path: Path) -> str:
+    """A Markdown image with the PNG inlined as a data URI (the Prefect UI does not load file:// images)."""
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"![{name}](data:image/png;base64,{encoded})"
 
 
 def save_plots(figures: dict[str, plt.Figure], layout: RunLayout) -> dict[str, Path]:
