@@ -171,12 +171,21 @@ def main(flow_fn: Any, argv: Sequence[str] | None = None, prog: str = "python -m
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if manifest.get("planned_only"):
+        from tasks.embed.plan import EmbeddingPlan
+
+        for plan in manifest.get("plans") or [manifest["plan"]]:
+            print(EmbeddingPlan(**plan).summary())
+        print("Nothing was embedded (--plan); run the same command without --plan to do it.")
+        return 0
     metrics = manifest.get("metrics", {})
     print(f"\nrun folder: {manifest['parameters']['output']['output_dir']}/{manifest['run_name']}")
     for row in manifest.get("comparison", []):
         accuracy = "-" if row["hungarian_accuracy"] is None else f"{row['hungarian_accuracy']:.3f}"
         noise = f" ({row['noise_share']:.0%} unassigned)" if row["noise_share"] else ""
-        print(f"  {row['embedder'] + ' + ' + row['clusterer']:<28} {accuracy}{noise}   {row['seconds']:.1f} s")
+        print(
+            f"  {row['embedder'] + ' + ' + row['clusterer']:<28} {accuracy}{noise}   {row['seconds']:.1f} s"
+        )
     if "hungarian_accuracy" in metrics:
         for name, value in metrics["per_class_accuracy"].items():
             print(f"  {name:<28} {value:.3f}")

@@ -91,6 +91,8 @@ def compare(
             run.record(counts=counts)
             analyse_sample(run, sample, settings)
         manifests[variant], roots[variant] = run.manifest, run.layout.root
+    if base.embedding.plan:
+        return {"planned_only": True, "plans": [manifest["plan"] for manifest in manifests.values()]}
     with open_run(base) as comparison:
         table = comparison.step("publish", publish_comparison, manifests, roots, layout=comparison.layout)
         comparison.record(comparison=table.to_dict(orient="records"))

@@ -11,7 +11,7 @@ import pandas as pd
 from tasks.check import check_task
 from tasks.cluster import cluster_task
 from tasks.config import RunSettings
-from tasks.embed import embed_sample
+from tasks.embed import embed_sample, plan_task
 from tasks.evaluate import evaluate_task
 from tasks.layout import NOISE
 from tasks.publish import publish_task
@@ -20,8 +20,16 @@ from tasks.run import Run
 
 
 def analyse_sample(run: Run, sample: pd.DataFrame, settings: RunSettings) -> None:
-    """Check, embed, map, cluster, evaluate and publish ``sample`` into ``run``."""
+    """Check, plan, embed, map, cluster, evaluate and publish ``sample`` into ``run``.
+
+    With ``--plan`` it stops after the plan and the run leaves no folder.
+    """
     backends = run.step("check", check_task, sample, settings)
+    plan = run.step("plan", plan_task, sample, settings)
+    run.record(plan=plan.as_dict())
+    if settings.embedding.plan:
+        run.discard()
+        return
     vectors, embedded = run.step("embed", embed_sample, sample, settings, layout=run.layout)
     coords = run.step("map", map_task, sample, vectors, backends.reducer, layout=run.layout)
     clusters = run.step("cluster", cluster_task, sample, vectors, backends.clusterer, layout=run.layout)

@@ -139,6 +139,14 @@ class EmbeddingSettings(Settings):
         le=60,
         description="Seconds before the first Gemini retry; doubles each attempt, with jitter.",
     )
+    plan: bool = Field(
+        False,
+        description="Print what the run would embed (texts, cache hits, tokens, requests, minutes, "
+        "cost) and stop before embedding anything.",
+    )
+    price_per_million_tokens: float = Field(
+        0.15, ge=0, description="Gemini price in USD per million input tokens, for the plan's cost."
+    )
     cache: bool = Field(
         True,
         description="Reuse the stored vector of any text this model embedded before (in any run), "

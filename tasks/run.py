@@ -57,6 +57,11 @@ class Run:
     timings_s: dict[str, float] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] | None = None
+    keep: bool = True
+
+    def discard(self) -> None:
+        """Leave no folder behind when the block ends (a run that only planned)."""
+        self.keep = False
 
     @property
     def name(self) -> str:
@@ -99,21 +104,32 @@ def open_run(settings: Settings, *, label: str | None = None) -> Iterator[Run]:
     except BaseException:
         release_run(layout)
         raise
+    if not run.keep:
+        release_run(layout, discard=True)
+        run.manifest = {**manifest_of(run), "files": [], "planned_only": True}
+        return
     try:
         run.manifest = write_manifest(run)
     finally:
         release_run(layout)
 
 
-def write_manifest(run: Run) -> dict[str, Any]:
-    """Write ``manifest.json``; called last, once every other file of the run is complete."""
-    manifest = {
+def manifest_of(run: Run) -> dict[str, Any]:
+    """The manifest of ``run`` as it stands, without its file list."""
+    return {
         "run_name": run.name,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "parameters": run.settings.model_dump(mode="json"),
         "timings_s": run.timings_s,
         **run.report,
         "versions": package_versions(),
+    }
+
+
+def write_manifest(run: Run) -> dict[str, Any]:
+    """Write ``manifest.json``; called last, once every other file of the run is complete."""
+    manifest = {
+        **manifest_of(run),
         "files": sorted(p.name for p in run.layout.root.iterdir() if not p.name.startswith(".")),
     }
     write_json(manifest, run.layout.manifest)

@@ -26,7 +26,7 @@ DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "20news-bydate.tar.gz"
 @pytest.fixture(scope="session", autouse=True)
 def prefect_harness():
     """One temporary Prefect API for the whole session (entering it costs ~6 s)."""
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 

@@ -15,6 +15,7 @@ from tasks.config import EmbeddingSettings
 from tasks.embed._base import tallying
 from tasks.embed._gemini import MAX_INPUT_CHARS, GeminiEmbedder, resolve_api_key
 from tasks.embed._pacing import RateLimiter
+from tasks.embed.plan import estimate_tokens
 from tasks.errors import EmbeddingServiceError, InputError, MissingDependencyError
 from tests.gemini_server import FakeGemini, fake_vector
 
@@ -349,6 +350,11 @@ def test_the_whole_flow_embeds_with_gemini_and_the_key_appears_nowhere(
     assert info["requests"] == 4 and info["retries"] == 1
     assert info["truncated"] == sum(len(text) > MAX_INPUT_CHARS for text in sample["text"]) > 0
     assert info["throttled_s"] > 0
+    # The plan logged before embedding: every text to embed, three batches, and the tokens that went out.
+    plan = manifest["plan"]
+    assert (plan["texts"], plan["to_embed"], plan["requests"]) == (40, 40, 3)
+    assert plan["estimated_tokens"] == estimate_tokens(sent)
+    assert plan["estimated_cost_usd"] == pytest.approx(estimate_tokens(sent) * 0.15 / 1e6)
 
     files = [path for path in root.rglob("*") if path.is_file()]
     assert len(files) >= 8
@@ -375,3 +381,11 @@ def test_a_bad_key_fails_the_flow_after_one_request_without_prefect_retries(
     with pytest.raises(EmbeddingServiceError, match="^Gemini rejected the API key"):
         newsgroups(**_flow_settings(archive, data_home, tmp_path, "bad-key", max_attempts=5))
     assert server.requests == 1
+
+
+def test_the_plan_takes_minutes_from_whichever_quota_binds_and_prices_the_tokens(gemini):
+    embedder = fast(requests_per_minute=100, tokens_per_minute=30_000, price_per_million_tokens=0.15)
+    by_requests = embedder.estimate(10_000, 1_000, 200, texts_per_second=None)
+    by_tokens = embedder.estimate(100, 300_000, 1, texts_per_second=None)
+    assert by_requests.seconds == pytest.approx(60 * 2.0) and by_tokens.seconds == pytest.approx(60 * 10.0)
+    assert by_tokens.cost_usd == pytest.approx(0.045)

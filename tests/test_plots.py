@@ -6,11 +6,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from tasks.evaluate import evaluate_clusters
-from matplotlib.colors import to_hex
-
 from tasks.mapdata import NOISE_COLOUR, prepare_map
 from tasks.plots import confusion_figure, map_figure, point_size
 

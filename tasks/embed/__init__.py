@@ -2,7 +2,16 @@
 
 from tasks.embed import _gemini, _local, _tfidf  # noqa: F401  (registers the embedders)
 from tasks.embed._base import EMBEDDERS, Embedder, l2_normalise
-from tasks.embed.stage import EmbedJob, embed_batch, embed_documents, embed_sample, new_job, plan_batches
+from tasks.embed.stage import (
+    EmbedJob,
+    embed_batch,
+    embed_documents,
+    embed_sample,
+    new_job,
+    plan_batches,
+    plan_sample,
+    plan_task,
+)
 
 __all__ = [
     "EMBEDDERS",
@@ -14,4 +23,6 @@ __all__ = [
     "new_job",
     "l2_normalise",
     "plan_batches",
+    "plan_sample",
+    "plan_task",
 ]

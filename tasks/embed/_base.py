@@ -7,6 +7,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -39,12 +40,20 @@ class Embedder(ABC):
     cacheable : bool
         Whether a text's vector depends on that text alone, so it may be reused
         across runs.
+    typical_texts_per_second : float or None
+        Throughput on a 2-core CPU, for ``--plan`` on a machine that has not
+        measured its own yet.
+    max_input_chars : int or None
+        Characters of a text the embedder sends on (the rest is truncated), for
+        the plan's token estimate; None: all of it.
     """
 
     name: ClassVar[str]
     default_batch_size: ClassVar[int | None] = 64
     max_concurrency: int = 1
     cacheable: ClassVar[bool] = True
+    typical_texts_per_second: ClassVar[float | None] = None
+    max_input_chars: ClassVar[int | None] = None
 
     @classmethod
     def check_ready(cls, settings: Settings) -> None:
@@ -63,6 +72,17 @@ class Embedder(ABC):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; returns float32 array of shape (len(texts), dimensions)."""
 
+    def estimate(
+        self, n_texts: int, tokens: int, requests: int, *, texts_per_second: float | None
+    ) -> Estimate:
+        """How long embedding ``n_texts`` texts (``tokens`` tokens, ``requests`` batches) takes, and costs.
+
+        Local embedders take ``texts_per_second`` (measured, or typical); remote
+        ones override this with their quotas and price.
+        """
+        seconds = n_texts / texts_per_second if texts_per_second else None
+        return Estimate(seconds=seconds, cost_usd=None)
+
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """What identifies these vectors (model, dimensions, ...), for the manifest and cache keys."""
@@ -72,6 +92,14 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Scale each row to unit length (rows of zeros stay zero)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Seconds an embedding will take and what it will cost (None: unknown, or free)."""
+
+    seconds: float | None
+    cost_usd: float | None
 
 
 class Tally:

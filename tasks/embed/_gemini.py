@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from tasks.embed._base import EMBEDDERS, Embedder, count, l2_normalise
+from tasks.embed._base import EMBEDDERS, Embedder, Estimate, count, l2_normalise
 from tasks.embed._pacing import RateLimiter
 from tasks.errors import EmbeddingServiceError, InputError, MissingDependencyError
 
@@ -144,6 +144,7 @@ class GeminiEmbedder(Embedder):
 
     name: ClassVar[str] = "gemini"
     default_batch_size: ClassVar[int | None] = MAX_BATCH
+    max_input_chars: ClassVar[int | None] = MAX_INPUT_CHARS
 
     def __init__(
         self,
@@ -158,9 +159,11 @@ class GeminiEmbedder(Embedder):
         request_timeout_s: float = 60.0,
         max_attempts: int = 6,
         retry_backoff_s: float = 1.0,
+        price_per_million_tokens: float = 0.15,
         seed: int = 0,
     ) -> None:
         genai, types, errors = _genai()
+        self.price_per_million_tokens = price_per_million_tokens
         self._api_error = errors.APIError
         self._transient = _transient_errors()
         self._content = types.Content
@@ -178,6 +181,7 @@ class GeminiEmbedder(Embedder):
             retry_backoff_s,
         )
         self.limiter = RateLimiter(requests_per_minute, tokens_per_minute)
+        self.requests_per_minute, self.tokens_per_minute = requests_per_minute, tokens_per_minute
         self._in_flight = threading.BoundedSemaphore(max_concurrency)
         self._jitter = random.Random(seed)
         # The first request goes out alone: a bad key must cost one request, not one per batch.
@@ -208,8 +212,16 @@ class GeminiEmbedder(Embedder):
             request_timeout_s=settings.request_timeout_s,
             max_attempts=settings.max_attempts,
             retry_backoff_s=settings.retry_backoff_s,
+            price_per_million_tokens=settings.price_per_million_tokens,
             seed=seed,
         )
+
+    def estimate(
+        self, n_texts: int, tokens: int, requests: int, *, texts_per_second: float | None
+    ) -> Estimate:
+        """Minutes from the quotas (whichever of requests and tokens per minute binds) and the token price."""
+        minutes = max(requests / self.requests_per_minute, tokens / self.tokens_per_minute)
+        return Estimate(seconds=60 * minutes, cost_usd=round(tokens / 1e6 * self.price_per_million_tokens, 6))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; returns (len(texts), dimensions) float32, unit-length rows.

@@ -31,6 +31,7 @@ class TfidfEmbedder(Embedder):
     # The vocabulary and the SVD are fitted on the whole corpus: one batch.
     default_batch_size: ClassVar[int | None] = None
     cacheable: ClassVar[bool] = False
+    typical_texts_per_second: ClassVar[float | None] = 2000.0
 
     def __init__(self, *, dimensions: int = 256, seed: int = 0) -> None:
         self.dimensions = dimensions

@@ -20,6 +20,7 @@ from prefect.logging import get_run_logger
 
 from tasks.embed._base import EMBEDDERS, Embedder, sum_counts, tallying
 from tasks.embed.cache import EmbeddingCache, default_cache_dir, text_keys
+from tasks.embed.plan import EmbeddingPlan, look_up, plan_embedding, record_throughput
 from tasks.errors import is_transient
 from tasks.layout import RunLayout, write_embeddings
 
@@ -56,6 +57,9 @@ class EmbedJob:
         with _LIVE_LOCK:
             _LIVE.pop(self.key, None)
 
+
+# Fewer texts than this measure start-up more than throughput: keep no figure from them.
+MIN_TEXTS_TO_MEASURE = 64
 
 _LIVE: dict[str, tuple[Embedder, threading.BoundedSemaphore]] = {}
 _LIVE_LOCK = threading.Lock()
@@ -174,9 +178,10 @@ def embed_documents(
     Must run inside a flow. With a ``cache_dir`` (and ``settings.cache`` on, and
     a cacheable embedder) texts already in the cache are not embedded again,
     a text repeated in ``texts`` is embedded once, and each batch is stored as
-    soon as it is done. Returns the vectors (n_texts, dimensions), in the order
-    of ``texts``, and the embedder's description and counters, with ``cache``:
-    ``{"dir", "hits", "misses", "embedded"}`` (None when the cache is off).
+    soon as it is done. Returns the vectors (n_texts, dimensions), in the order of ``texts``, and
+    the embedder's description and counters, with ``cache``: ``{"dir", "hits",
+    "misses", "embedded"}`` (None when the cache is off) and ``texts_per_second``
+    (measured on the texts embedded, and kept for the next plan).
     """
     job = new_job(settings, seed=seed)
     try:
@@ -191,17 +196,11 @@ def _embed_job(
     settings = job.settings
     embedder, _ = job.embedder()
     store = _open_cache(embedder, settings, cache_dir)
-    n_texts = len(texts)
-    if store is None:
-        todo, found, cached = np.arange(n_texts), np.zeros(n_texts, dtype=bool), None
-    else:
-        keys = text_keys(texts)
-        found, cached = store.lookup(keys)
-        misses = np.flatnonzero(~found)
-        _, first = np.unique(keys[misses], return_index=True)
-        todo = misses[np.sort(first)]
+    lookup = look_up(texts, store)
+    n_texts, todo = len(texts), lookup.todo
     batches = plan_batches(len(todo), settings.batch_size or embedder.default_batch_size)
     progress = Progress(n_texts, settings.embedder, reused=n_texts - len(todo))
+    started = time.monotonic()
     futures = {
         embed_batch_task.submit([texts[i] for i in todo[start:stop]], job, batch=index, cache=store): (
             start,
@@ -216,21 +215,45 @@ def _embed_job(
         parts[start], batch_counts = future.result()
         counts.append(batch_counts)
         progress.advance(stop - start)
+    seconds = time.monotonic() - started
     computed = [parts[start] for start, _ in batches]
-    vectors = _assemble(n_texts, found, cached, todo, computed, keys if store is not None else None)
+    vectors = _assemble(n_texts, lookup.found, lookup.cached, todo, computed, lookup.keys)
     write_embeddings(doc_ids, vectors, layout.embeddings)
+    rate = len(todo) / seconds if len(todo) and seconds > 0 else None
+    if rate and cache_dir is not None and len(todo) >= MIN_TEXTS_TO_MEASURE:
+        record_throughput(cache_dir, embedder, rate)
     info = {**embedder.describe(), "dimensions": vectors.shape[1], **sum_counts(counts)}
     info["cache"] = (
         None
         if store is None
         else {
             "dir": str(store.folder.parent),
-            "hits": int(found.sum()),
-            "misses": int(n_texts - found.sum()),
+            "hits": int(lookup.found.sum()),
+            "misses": int(n_texts - lookup.found.sum()),
             "embedded": len(todo),
         }
     )
+    info["texts_per_second"] = None if rate is None else round(rate, 2)
     return vectors, info
+
+
+def plan_sample(sample: pd.DataFrame, settings: Settings) -> EmbeddingPlan:
+    """The plan of the run's embed stage for ``sample``, without embedding anything.
+
+    ``settings`` is the run's :class:`tasks.config.RunSettings`.
+    """
+    embedding = settings.embedding
+    cache_dir = embedding.cache_dir or default_cache_dir(settings.output.output_dir)
+    job = new_job(embedding, seed=settings.seed)
+    try:
+        embedder, _ = job.embedder()
+        texts = sample["text"].tolist()
+        lookup = look_up(texts, _open_cache(embedder, embedding, cache_dir))
+        return plan_embedding(
+            texts, embedder, lookup, batch_size=embedding.batch_size, throughput_dir=cache_dir
+        )
+    finally:
+        job.release()
 
 
 def _assemble(
@@ -273,3 +296,11 @@ def embed_sample(sample: pd.DataFrame, settings: Settings, *, layout: RunLayout)
             layout=layout,
             cache_dir=cache_dir,
         )
+
+
+@task(name="plan", task_run_name="plan-{settings.embedding.embedder}")
+def plan_task(sample: pd.DataFrame, settings: Settings) -> EmbeddingPlan:
+    """Prefect task: :func:`plan_sample`, logged."""
+    plan = plan_sample(sample, settings)
+    get_run_logger().info("embed: %s", plan.summary())
+    return plan
