@@ -66,6 +66,12 @@ class SourceSettings(Settings):
     id_column: str | None = Field(
         None, description="Corpus column holding unique document ids (default: the row number)."
     )
+    csv_separator: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1,
+        description="Column separator of a CSV corpus (default: guessed from its first lines; ',' if unsure).",
+    )
 
 
 class CleaningSettings(Settings):
@@ -77,15 +83,34 @@ class CleaningSettings(Settings):
     )
 
 
+# The tutorial's sample of 20 Newsgroups; a user's own corpus is taken whole unless asked otherwise.
+SAMPLING_DEFAULTS = {
+    "newsgroups": {"groups": ["sci"], "per_class": 150},
+    "corpus": {"groups": [], "per_class": 0},
+}
+
+
 class SamplingSettings(Settings):
     """Which classes, and how many posts of each."""
 
-    groups: list[str] = Field(
-        default_factory=lambda: ["sci"],
+    groups: list[str] | None = Field(
+        None,
         description="Keep classes whose name contains one of these substrings or matches one "
-        "of these regular expressions (the tutorial's 'sci'). Empty: every class.",
+        "of these regular expressions. Empty: every class. Default: the tutorial's 'sci' for "
+        "20 Newsgroups, every class with --corpus.",
     )
-    per_class: int = Field(150, ge=0, description="Posts sampled per class (0: all of them).")
+    per_class: int | None = Field(
+        None,
+        ge=0,
+        description="Posts sampled per class (0: all of them). Default: the tutorial's 150 for "
+        "20 Newsgroups, all of them with --corpus.",
+    )
+
+    def resolved(self, source: SourceSettings) -> SamplingSettings:
+        """These settings with each unset field taken from :data:`SAMPLING_DEFAULTS` for ``source``."""
+        defaults = SAMPLING_DEFAULTS["newsgroups" if source.corpus is None else "corpus"]
+        given = self.model_dump(exclude_none=True)
+        return SamplingSettings(**{**defaults, **given})
 
 
 class EmbeddingSettings(Settings):

@@ -191,7 +191,7 @@ CASES = [
             "source": SourceSettings(corpus=corpus_file(t, c)),
             "sampling": SamplingSettings(groups=["politics"]),
         },
-        "The group filter ['politics'] matches none of the 3 classes; the classes are: crypto, medicine, space.",
+        "The group filter ['politics'] matches none of the 3 classes; the classes are: crypto, medicine, space; pass --groups with no value to take every class.",
     ),
     (
         "per-class-larger-than-a-class",
