@@ -86,6 +86,7 @@ def newsgroups(
         The run's manifest, also written to ``<output_dir>/<run>/manifest.json``.
     """
     logger = get_run_logger()
+    sampling = sampling.resolved(source)
     EMBEDDERS.get(embedding.embedder).check_ready(embedding)
     layout = create_run(output.output_dir, output.run_name or default_run_name(embedding.embedder))
     logger.info("run folder: %s", layout.root)
