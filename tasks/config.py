@@ -197,5 +197,6 @@ class OutputSettings(Settings):
     run_name: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=255,  # the longest file name most file systems allow
         description="Name of this run's folder (default: UTC time, embedder and a random suffix).",
     )
