@@ -44,14 +44,18 @@ SNIFF_BYTES = 64 * 1024
 def sniff_separator(head: str) -> str:
     """The column separator of a CSV whose first characters are ``head``: one of ``,;<tab>|``.
 
-    :class:`csv.Sniffer` guesses; a guess that the header line does not contain
-    is not trusted, and ',' is the answer when nothing better is known.
+    Column names rarely hold a separator, so the header line decides when it holds
+    exactly one of them; when it holds several, :class:`csv.Sniffer` chooses among
+    those; a header of one column (or none of them) gives ','.
     """
+    header = head.split("\n", 1)[0]
+    present = "".join(separator for separator in SEPARATORS if separator in header)
+    if len(present) <= 1:
+        return present or ","
     try:
-        guess = csv.Sniffer().sniff(head, delimiters=SEPARATORS).delimiter
+        return csv.Sniffer().sniff(head, delimiters=present).delimiter
     except csv.Error:
         return ","
-    return guess if guess in head.split("\n", 1)[0] else ","
 
 
 def _read_csv(path: Path, separator: str | None = None) -> pd.DataFrame:
