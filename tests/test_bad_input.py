@@ -473,6 +473,8 @@ def test_cli_prints_the_sentence_without_a_traceback_and_exits_non_zero(tmp_path
     assert result.returncode == 2
     assert "error: The class 'crypto' has only 4 posts after cleaning" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    # Printed once: Prefect's own log lines repeating the failure are silenced in the command line.
+    assert (result.stderr + result.stdout).count("has only 4 posts after cleaning") == 1, result.stderr
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [".runs.lock"]
 
 
