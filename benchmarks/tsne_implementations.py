@@ -24,7 +24,7 @@ from sklearn.manifold import TSNE as SklearnTSNE  # noqa: E402
 from sklearn.manifold import trustworthiness  # noqa: E402
 
 from tasks.config import EmbeddingSettings  # noqa: E402
-from tasks.embed import get_embedder  # noqa: E402
+from tasks.embed import new_job  # noqa: E402
 from tasks.ingest import load_newsgroups  # noqa: E402
 
 IMPLEMENTATIONS = {
@@ -47,7 +47,8 @@ def main() -> None:
     posts = load_newsgroups(subset=args.subset)
     order = np.random.default_rng(0).permutation(len(posts))
     texts = posts["text"].iloc[order[: max(args.sizes)]].tolist()
-    vectors = get_embedder(EmbeddingSettings(embedder="tfidf", tfidf_dimensions=128), 0).embed(texts)
+    embedder, _ = new_job(EmbeddingSettings(embedder="tfidf", tfidf_dimensions=128), seed=0).embedder()
+    vectors = embedder.embed(texts)
 
     names = list(IMPLEMENTATIONS)
     print(

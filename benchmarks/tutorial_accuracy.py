@@ -17,7 +17,7 @@ import numpy as np
 from tasks.clean import clean_corpus
 from tasks.cluster import build_clusterer
 from tasks.config import CleaningSettings, ClusterSettings, EmbeddingSettings, SamplingSettings
-from tasks.embed import get_embedder
+from tasks.embed import new_job
 from tasks.evaluate import evaluate_clusters
 from tasks.ingest import load_newsgroups
 from tasks.sample import sample_corpus
@@ -38,7 +38,8 @@ def main() -> None:
         scores = []
         for seed in args.seeds:
             sample = sample_corpus(cleaned, SamplingSettings(), seed=seed)
-            vectors = get_embedder(EmbeddingSettings(embedder=name), seed).embed(sample["text"].tolist())
+            embedder, _ = new_job(EmbeddingSettings(embedder=name), seed=seed).embedder()
+            vectors = embedder.embed(sample["text"].tolist())
             clusterer = build_clusterer(ClusterSettings(), n_classes=4, seed=seed)
             metrics = evaluate_clusters(
                 sample["class_name"].to_numpy(object), clusterer.fit_predict(vectors)

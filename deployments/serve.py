@@ -102,7 +102,7 @@ def check_parameters(spec: DeploymentSpec) -> None:
         Naming the deployment and every invalid field, e.g.
         ``sampling.per_class: Input should be greater than or equal to 0``.
     """
-    hints = get_type_hints(newsgroups.fn)
+    hints = get_type_hints(newsgroups.fn, include_extras=True)
     hints.pop("return", None)
     problems = []
     for name, value in spec.parameters.items():

@@ -110,7 +110,7 @@ def _default(info: FieldInfo) -> Any:
 def flow_parameters(flow_fn: Any) -> dict[str, tuple[Any, Any]]:
     """The flow's parameters: name -> (resolved annotation, default)."""
     fn = flow_fn.fn
-    hints = typing.get_type_hints(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
     return {name: (hints[name], param.default) for name, param in inspect.signature(fn).parameters.items()}
 
 
@@ -290,8 +290,12 @@ def main(flow_fn: Any, argv: Sequence[str] | None = None, prog: str = "python -m
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
-    metrics = manifest["metrics"]
+    metrics = manifest.get("metrics", {})
     print(f"\nrun folder: {manifest['parameters']['output']['output_dir']}/{manifest['run_name']}")
+    for row in manifest.get("comparison", []):
+        accuracy = "-" if row["hungarian_accuracy"] is None else f"{row['hungarian_accuracy']:.3f}"
+        noise = f" ({row['noise_share']:.0%} unassigned)" if row["noise_share"] else ""
+        print(f"  {row['embedder'] + ' + ' + row['clusterer']:<28} {accuracy}{noise}   {row['seconds']:.1f} s")
     if "hungarian_accuracy" in metrics:
         for name, value in metrics["per_class_accuracy"].items():
             print(f"  {name:<28} {value:.3f}")

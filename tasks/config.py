@@ -11,10 +11,11 @@ Static rules (types, ranges, choices) live here; rules that depend on the data
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, ValidationInfo, field_validator
 
+from tasks.base import Settings
 from tasks.cluster import CLUSTERERS
 from tasks.embed import EMBEDDERS
 from tasks.reduce import REDUCERS
@@ -34,10 +35,15 @@ GeminiTaskType = Literal[
 ]
 
 
-class Settings(BaseModel):
-    """Base of the stage models: immutable, and unknown fields are an error."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+MAX_SEED = 2**32 - 1
+Seed = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_SEED,
+        description="Seed of every random step: sampling, SVD, t-SNE, KMeans (0 to 2**32-1).",
+    ),
+]
 
 
 class SourceSettings(Settings):
@@ -176,6 +182,15 @@ class MapSettings(Settings):
     tsne_iterations: int = Field(
         750, ge=50, description="t-SNE iterations after the 250 of early exaggeration."
     )
+    umap_neighbors: int = Field(
+        15, ge=2, le=1000, description="UMAP neighbourhood size: larger keeps more of the global layout."
+    )
+    umap_min_dist: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="UMAP minimum distance between points on the map (0 packs clusters tightly).",
+    )
 
 
 class ClusterSettings(Settings):
@@ -184,10 +199,25 @@ class ClusterSettings(Settings):
     clusterer: ClustererName = Field(
         "kmeans", description="Clusterer: " + ", ".join(CLUSTERERS.names()) + "."
     )
-    n_clusters: int | None = Field(
-        None, ge=1, description="Number of clusters (default: the number of classes)."
+    n_clusters: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        None,
+        description="Number of clusters for clusterers that need one (kmeans): a number, 'auto' "
+        "(the best silhouette from 2 to --max-auto-clusters), or none for the number of classes.",
+    )
+    max_auto_clusters: int = Field(
+        12, ge=2, le=200, description="Largest number of clusters --n-clusters auto tries."
     )
     n_init: int = Field(10, ge=1, description="KMeans restarts; the best is kept.")
+    min_cluster_size: int = Field(
+        15, ge=2, description="HDBSCAN: the smallest group of posts that counts as a cluster."
+    )
+    hdbscan_umap_dimensions: int = Field(
+        5,
+        ge=0,
+        le=100,
+        description="HDBSCAN: cluster a UMAP projection of this many dimensions, as BERTopic does "
+        "(0: the embeddings themselves).",
+    )
 
 
 class OutputSettings(Settings):
@@ -200,3 +230,43 @@ class OutputSettings(Settings):
         max_length=255,  # the longest file name most file systems allow
         description="Name of this run's folder (default: UTC time, embedder and a random suffix).",
     )
+
+
+class RunSettings(Settings):
+    """Every setting of one run: the stage models and the seed.
+
+    The flow takes the stage models as separate arguments (so the Prefect UI
+    shows one form section per stage) and gathers them here, so the run folder,
+    the manifest, the run name and a comparison's variants all read one object.
+    """
+
+    source: SourceSettings = SourceSettings()
+    cleaning: CleaningSettings = CleaningSettings()
+    sampling: SamplingSettings = Field(SamplingSettings(), validate_default=True)
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    mapping: MapSettings = MapSettings()
+    clustering: ClusterSettings = ClusterSettings()
+    output: OutputSettings = OutputSettings()
+    seed: Seed = 0
+
+    @field_validator("sampling")
+    @classmethod
+    def _sample_of_the_source(cls, sampling: SamplingSettings, info: ValidationInfo) -> SamplingSettings:
+        """Fill in what the sampling leaves unset from the source (:meth:`SamplingSettings.resolved`)."""
+        return sampling.resolved(info.data["source"]) if "source" in info.data else sampling
+
+    def run_label(self) -> str:
+        """What distinguishes this run in a list: embedder, sample size, reducer and seed.
+
+        >>> RunSettings().run_label()
+        'local-150-per-class-tsne-seed-0'
+        """
+        per_class = self.sampling.per_class or "all"
+        return f"{self.embedding.embedder}-{per_class}-per-class-{self.mapping.reducer}-seed-{self.seed}"
+
+    @classmethod
+    def from_parameters(cls, parameters: dict[str, Any]) -> RunSettings:
+        """Settings from flow parameters as Prefect holds them (models or plain dicts; missing: defaults)."""
+        return cls.model_validate(
+            {name: value for name, value in parameters.items() if name in cls.model_fields}
+        )

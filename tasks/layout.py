@@ -32,6 +32,9 @@ import pyarrow.parquet as pq
 from tasks.errors import InputError, OutputError
 
 TMP_PREFIX = ".tmp-"
+NOISE = -1
+"""Cluster label of a point its clusterer left unassigned (HDBSCAN's convention), in every file."""
+NOISE_LABEL = "unassigned"
 MANIFEST = "manifest.json"
 RUN_LOCK = ".lock"
 
@@ -61,6 +64,23 @@ EVALUATION_SCHEMA = pa.schema(
         ("accuracy", pa.float64()),
     ]
 )
+COMPARISON_SCHEMA = pa.schema(
+    [
+        ("run", pa.string()),
+        ("embedder", pa.string()),
+        ("clusterer", pa.string()),
+        ("clusters", pa.int64()),
+        ("hungarian_accuracy", pa.float64()),
+        ("accuracy_with_noise", pa.float64()),
+        ("noise_share", pa.float64()),
+        ("ari", pa.float64()),
+        ("nmi", pa.float64()),
+        ("silhouette", pa.float64()),
+        ("seconds", pa.float64()),
+        ("embedded", pa.int64()),
+        ("from_cache", pa.int64()),
+    ]
+)
 CONFUSION_SCHEMA = pa.schema([("class_name", pa.string()), ("predicted", pa.string()), ("count", pa.int64())])
 
 
@@ -79,10 +99,11 @@ class RunLayout:
     cleaned = property(lambda self: self.root / "cleaned.parquet")
     sample = property(lambda self: self.root / "sample.parquet")
     embeddings = property(lambda self: self.root / "embeddings.parquet")
-    map = property(lambda self: self.root / "tsne.parquet")
+    map = property(lambda self: self.root / "map.parquet")
     clusters = property(lambda self: self.root / "clusters.parquet")
     evaluation = property(lambda self: self.root / "evaluation.parquet")
     confusion = property(lambda self: self.root / "confusion.parquet")
+    comparison = property(lambda self: self.root / "comparison.parquet")
     manifest = property(lambda self: self.root / MANIFEST)
 
     def plot(self, name: str) -> Path:

@@ -14,9 +14,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.colors import to_hex
 
-NOISE = -1
-"""Cluster label of points a clusterer left unassigned (HDBSCAN's convention)."""
-NOISE_LABEL = "unassigned"
+from tasks.layout import NOISE, NOISE_LABEL
+
 NOISE_COLOUR = "#b0b0b0"
 PREVIEW_CHARS = 200
 
@@ -76,9 +75,9 @@ def palette(names: Sequence[str], *, muted: bool = False) -> dict[str, str]:
 
 
 def split_post(text: str, *, preview_chars: int = PREVIEW_CHARS) -> tuple[str, str]:
-    """A cleaned post's subject (its first non-blank line) and the start of what follows.
+    r"""A cleaned post's subject (its first non-blank line) and the start of what follows.
 
-    >>> split_post(" Orbits\\n\\nThe shuttle flew.")
+    >>> split_post(" Orbits\n\nThe shuttle flew.")
     ('Orbits', 'The shuttle flew.')
     """
     lines = text.strip().split("\n", 1)
@@ -140,7 +139,13 @@ def prepare_map(
     ids = sorted(set(clusters.tolist()) - {NOISE})
     labels = {c: cluster_label(c, cluster_names.get(c), matched_classes.get(c)) for c in ids}
     unmatched = [c for c in ids if matched_classes.get(c) not in class_colours]
-    spare = dict(zip(unmatched, palette([f"{c:09d}" for c in unmatched], muted=bool(class_colours)).values(), strict=True))
+    spare = dict(
+        zip(
+            unmatched,
+            palette([f"{c:09d}" for c in unmatched], muted=bool(class_colours)).values(),
+            strict=True,
+        )
+    )
     cluster_colours = {
         labels[c]: class_colours[matched_classes[c]] if c not in spare else spare[c] for c in ids
     }

@@ -1,9 +1,13 @@
-"""Plots of a run: the map coloured by class and by cluster, and the confusion matrix.
+"""Static renderers: the map as a PNG-ready figure, and the confusion matrix.
 
-Functions here return matplotlib figures and write nothing; ``tasks/publish.py`` saves them.
+They only draw what :func:`tasks.mapdata.prepare_map` decided (colours, legend
+labels, noise); functions here return matplotlib figures and write nothing,
+``tasks/publish.py`` saves them.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import matplotlib
 
@@ -15,7 +19,10 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-NOISE_COLOUR = "#b0b0b0"
+from tasks.mapdata import MapData  # noqa: E402
+
+# Legends longer than this would cover the figure: the interactive map lists every group.
+MAX_LEGEND_ENTRIES = 30
 
 
 def point_size(n_points: int) -> float:
@@ -23,43 +30,36 @@ def point_size(n_points: int) -> float:
     return float(np.clip(6000 / max(n_points, 1), 2, 40))
 
 
-def class_palette(names: list[str]) -> dict[str, tuple[float, float, float]]:
-    """One distinct colour per name, assigned in sorted order (so every plot agrees)."""
-    order = sorted(set(names), key=str)
-    return dict(zip(order, sns.color_palette("hls", len(order)), strict=True))
+def map_figure(data: MapData, *, by: Literal["class", "cluster"], title: str) -> Figure:
+    """The 2-D map, one colour per class or per cluster, legend outside on the right.
 
-
-def scatter_figure(
-    coords: pd.DataFrame,
-    hue: np.ndarray,
-    *,
-    title: str,
-    legend_title: str,
-    reducer: str = "t-SNE",
-    palette: dict | None = None,
-) -> Figure:
-    """The 2-D map, one colour per value of ``hue`` (n,), legend outside on the right.
-
-    ``coords`` has columns ``x`` and ``y`` (n rows). ``palette`` maps each hue
-    value to a colour (default: :func:`class_palette`); missing values are grey.
+    Unassigned posts are drawn grey and first, so assigned ones stay on top.
     """
-    order = sorted(set(hue), key=str)
-    palette = {value: (palette or class_palette(order)).get(value, NOISE_COLOUR) for value in order}
+    points = data.points
+    column, colours, legend_title = (
+        ("class_name", data.class_colours, "Class")
+        if by == "class"
+        else ("cluster_label", data.cluster_colours, "Cluster: name (matched class)")
+    )
     with sns.axes_style("darkgrid", {"grid.color": ".6", "grid.linestyle": ":"}):
         figure, axes = plt.subplots(figsize=(8, 6))
-        sns.scatterplot(
-            x=coords["x"].to_numpy(),
-            y=coords["y"].to_numpy(),
-            hue=hue,
-            hue_order=order,
-            palette=palette,
-            s=point_size(len(coords)),
-            linewidth=0,
-            alpha=0.85,
-            ax=axes,
+        size = point_size(len(points))
+        for value, colour in reversed(colours.items()):
+            group = points[points[column] == value]
+            axes.scatter(group["x"], group["y"], s=size, c=colour, linewidths=0, alpha=0.85, label=value)
+        axes.set(xlabel=f"{data.reducer_label} 1", ylabel=f"{data.reducer_label} 2", title=title)
+        handles, labels = axes.get_legend_handles_labels()
+        order = list(colours)[:MAX_LEGEND_ENTRIES]
+        by_label = dict(zip(labels, handles, strict=True))
+        axes.legend(
+            [by_label[label] for label in order],
+            order,
+            title=legend_title,
+            loc="upper left",
+            bbox_to_anchor=(1, 1),
+            frameon=False,
+            markerscale=max(1.0, 30 / size) ** 0.5,
         )
-        axes.set(xlabel=f"{reducer} 1", ylabel=f"{reducer} 2", title=title)
-        sns.move_legend(axes, "upper left", bbox_to_anchor=(1, 1), title=legend_title, frameon=False)
     return figure
 
 
@@ -81,4 +81,17 @@ def confusion_figure(confusion: pd.DataFrame, *, title: str) -> Figure:
     axes.set(xlabel="Predicted (cluster matched to a class)", ylabel="Actual class", title=title)
     axes.tick_params(axis="x", labelrotation=45)
     plt.setp(axes.get_xticklabels(), ha="right")
+    return figure
+
+
+def sweep_figure(sweep: pd.DataFrame, *, chosen: int) -> Figure:
+    """Silhouette against the number of clusters tried by ``--n-clusters auto``, the choice marked."""
+    with sns.axes_style("whitegrid"):
+        figure, axes = plt.subplots(figsize=(5, 3))
+        axes.plot(sweep["n_clusters"], sweep["silhouette"], marker="o", color="#4c72b0")
+        axes.axvline(chosen, color="#c44e52", linestyle="--", label=f"chosen: {chosen}")
+        axes.set(
+            xlabel="Number of clusters", ylabel="Silhouette (cosine)", title="Choosing the number of clusters"
+        )
+        axes.legend(frameon=False)
     return figure

@@ -14,63 +14,37 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.evaluate import Evaluation
 from tasks.layout import RunLayout, write_png
-from tasks.plots import NOISE_COLOUR, class_palette, confusion_figure, scatter_figure
+from tasks.mapdata import MapData, prepare_map
+from tasks.plots import confusion_figure, map_figure, sweep_figure
 
 ACCURACY_KEY = "newsgroups-accuracy"
 SUMMARY_KEY = "newsgroups-summary"
 
 
 def render_plots(
-    coords: pd.DataFrame,
-    class_names: np.ndarray | None,
-    clusters: np.ndarray,
-    evaluation: Evaluation | None,
-    *,
-    reducer: str,
+    data: MapData, evaluation: Evaluation | None, clustering: dict[str, Any] | None = None
 ) -> dict[str, plt.Figure]:
-    """The run's figures by file name: map by class, map by cluster, confusion matrix.
+    """The run's figures by file name: map by class, map by cluster, confusion matrix, k sweep.
 
-    Without labels (``class_names`` None) only the map by cluster is drawn.
+    Without labels only the map by cluster is drawn; the sweep only when
+    ``clustering`` (a clusterer's ``describe()``) holds one.
     """
-    label = {"tsne": "t-SNE", "pca": "PCA"}.get(reducer, reducer)
-    if evaluation is None:
-        hue = np.array([f"cluster {c}" for c in clusters])
-        return {
-            "map_by_cluster": scatter_figure(
-                coords,
-                hue,
-                title=f"Scatter plot of posts using {label}, coloured by cluster",
-                legend_title="Cluster",
-                reducer=label,
-            )
-        }
-    named = evaluation.predicted_names(clusters)
-    # A cluster takes the colour of the class it was matched to, so both maps read alike.
-    hue = np.array([f"{c}: {name}" for c, name in zip(clusters, named, strict=True)])
-    colours = class_palette(list(class_names))
-    cluster_colours = {
-        f"{c}: {name}": colours.get(name, NOISE_COLOUR) for c, name in zip(clusters, named, strict=True)
-    }
-    return {
-        "map_by_class": scatter_figure(
-            coords,
-            class_names,
-            title=f"Scatter plot of posts using {label}",
-            legend_title="Class",
-            reducer=label,
-        ),
-        "map_by_cluster": scatter_figure(
-            coords,
-            hue,
-            title=f"Clusters of the embeddings on the {label} map",
-            legend_title="Cluster: matched class",
-            reducer=label,
-            palette=cluster_colours,
-        ),
-        "confusion_matrix": confusion_figure(
+    label = data.reducer_label
+    figures = {}
+    if data.labelled:
+        figures["map_by_class"] = map_figure(data, by="class", title=f"Scatter plot of posts using {label}")
+    figures["map_by_cluster"] = map_figure(
+        data, by="cluster", title=f"Clusters of the embeddings on the {label} map"
+    )
+    if evaluation is not None:
+        figures["confusion_matrix"] = confusion_figure(
             evaluation.confusion, title="Confusion matrix for actual and clustered classes"
-        ),
-    }
+        )
+    if clustering and clustering.get("sweep"):
+        figures["n_clusters_sweep"] = sweep_figure(
+            pd.DataFrame(clustering["sweep"]), chosen=clustering["n_clusters_resolved"]
+        )
+    return figures
 
 
 def summary_markdown(
@@ -94,9 +68,14 @@ def summary_markdown(
             for r in table.itertuples()
         ]
     for name, path in images.items():
-        encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-        lines += ["", f"## {name.replace('_', ' ')}", "", f"![{name}](data:image/png;base64,{encoded})"]
+        lines += ["", f"## {name.replace('_', ' ')}", "", png_markdown(name, path)]
     return "\n".join(lines) + "\n"
+
+
+def png_markdown(name: str, path: Path) -> str:
+    """A Markdown image with the PNG inlined as a data URI (the Prefect UI does not load file:// images)."""
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"![{name}](data:image/png;base64,{encoded})"
 
 
 def save_plots(figures: dict[str, plt.Figure], layout: RunLayout) -> dict[str, Path]:
@@ -110,17 +89,30 @@ def save_plots(figures: dict[str, plt.Figure], layout: RunLayout) -> dict[str, P
 
 @task(name="publish", task_run_name="publish")
 def publish_task(
+    sample: pd.DataFrame,
     coords: pd.DataFrame,
-    class_names: np.ndarray | None,
     clusters: np.ndarray,
     evaluation: Evaluation | None,
     metrics: dict[str, Any],
     *,
-    reducer: str,
+    reducer_label: str,
+    clustering: dict[str, Any] | None = None,
     layout: RunLayout,
 ) -> dict[str, Path]:
-    """Prefect task: save the plots, then publish the accuracy table and the summary artifacts."""
-    images = save_plots(render_plots(coords, class_names, clusters, evaluation, reducer=reducer), layout)
+    """Prefect task: prepare the map once, render it, then publish the accuracy table and the summary.
+
+    ``sample`` gives each point its text (for hover) and class; ``coords`` and
+    ``clusters`` are in the sample's order.
+    """
+    data = prepare_map(
+        coords,
+        sample["text"].tolist(),
+        clusters,
+        sample["class_name"].to_numpy(dtype=object) if evaluation is not None else None,
+        reducer_label=reducer_label,
+        matched_classes=evaluation.matched_classes() if evaluation is not None else None,
+    )
+    images = save_plots(render_plots(data, evaluation, clustering), layout)
     table = evaluation.table if evaluation is not None else None
     if table is not None:
         create_table_artifact(

@@ -10,26 +10,35 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from tasks.errors import InputError
+from tasks.errors import InputError, MissingDependencyError
 from tasks.layout import MAP_SCHEMA, RunLayout, write_table
 from tasks.registry import Registry
 
 if TYPE_CHECKING:
-    from tasks.config import MapSettings
+    from tasks.base import Settings
 
 log = logging.getLogger(__name__)
 
-REDUCERS: Registry[Reducer] = Registry("reducer")
+REDUCERS: Registry[Reducer] = Registry("reducer", declares={"label": str})
 
 
 class Reducer(ABC):
-    """Maps vectors to 2-D; sklearn's ``fit_transform`` convention."""
+    """Maps vectors to 2-D; sklearn's ``fit_transform`` convention.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, used on the command line (``--reducer NAME``).
+    label : str
+        Display name, for plot axes and titles ("t-SNE").
+    """
 
     name: ClassVar[str]
+    label: ClassVar[str]
 
     @classmethod
     @abstractmethod
-    def from_settings(cls, settings: MapSettings, *, seed: int) -> Reducer:
+    def from_settings(cls, settings: Settings, *, seed: int) -> Reducer:
         """Build the reducer from the run's map settings."""
 
     def check(self, n_samples: int) -> None:
@@ -53,6 +62,7 @@ class TsneReducer(Reducer):
     """
 
     name: ClassVar[str] = "tsne"
+    label: ClassVar[str] = "t-SNE"
 
     def __init__(self, *, perplexity: float = 30.0, n_iter: int = 750, seed: int = 0) -> None:
         self.perplexity = perplexity
@@ -60,7 +70,7 @@ class TsneReducer(Reducer):
         self.seed = seed
 
     @classmethod
-    def from_settings(cls, settings: MapSettings, *, seed: int) -> TsneReducer:
+    def from_settings(cls, settings: Settings, *, seed: int) -> TsneReducer:
         """Read perplexity and iterations; use the run's seed."""
         return cls(perplexity=settings.perplexity, n_iter=settings.tsne_iterations, seed=seed)
 
@@ -99,12 +109,13 @@ class PcaReducer(Reducer):
     """The first two principal components: instant, linear, deterministic."""
 
     name: ClassVar[str] = "pca"
+    label: ClassVar[str] = "PCA"
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed
 
     @classmethod
-    def from_settings(cls, settings: MapSettings, *, seed: int) -> PcaReducer:
+    def from_settings(cls, settings: Settings, *, seed: int) -> PcaReducer:
         """PCA has no options beyond the seed."""
         return cls(seed=seed)
 
@@ -115,24 +126,81 @@ class PcaReducer(Reducer):
         return PCA(n_components=2, random_state=self.seed).fit_transform(vectors).astype(np.float32)
 
 
-def map_embeddings(
-    doc_ids: list[str], vectors: np.ndarray, settings: MapSettings, *, seed: int
-) -> pd.DataFrame:
-    """Map ``vectors`` (n, d) to 2-D with the chosen reducer.
+UMAP_INSTALL = "UMAP needs umap-learn; install it with: pip install 'umap-learn>=0.5.12' (or the project's [umap] extra)."
+
+
+def umap_class() -> type:
+    """``umap.UMAP``, or a :class:`MissingDependencyError` that says how to install it."""
+    try:
+        from umap import UMAP
+    except ImportError as error:
+        raise MissingDependencyError(UMAP_INSTALL) from error
+    return UMAP
+
+
+@REDUCERS.register
+class UmapReducer(Reducer):
+    """umap-learn with the cosine metric and a fixed seed (which makes it single-threaded and repeatable).
+
+    UMAP keeps more of the global layout than t-SNE (clusters that are near in
+    the embedding stay near on the map) and scales to large corpora.
+    """
+
+    name: ClassVar[str] = "umap"
+    label: ClassVar[str] = "UMAP"
+
+    def __init__(self, *, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0) -> None:
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.seed = seed
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, seed: int) -> UmapReducer:
+        """Read ``umap_neighbors`` and ``umap_min_dist``; use the run's seed."""
+        umap_class()  # a missing package is refused at the check step, before embedding
+        return cls(n_neighbors=settings.umap_neighbors, min_dist=settings.umap_min_dist, seed=seed)
+
+    def check(self, n_samples: int) -> None:
+        """The neighbourhood must be smaller than the sample."""
+        super().check(n_samples)
+        if self.n_neighbors >= n_samples:
+            raise InputError(
+                f"The UMAP neighbourhood ({self.n_neighbors}) must be less than the number of posts "
+                f"({n_samples}); pass a smaller --umap-neighbors or a larger sample."
+            )
+
+    def fit_transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Embed ``vectors`` in 2-D with UMAP."""
+        model = umap_class()(
+            n_components=2,
+            n_neighbors=self.n_neighbors,
+            min_dist=self.min_dist,
+            metric="cosine",
+            random_state=self.seed,
+        )
+        return np.asarray(model.fit_transform(vectors), dtype=np.float32)
+
+
+def build_reducer(settings: Settings, *, seed: int) -> Reducer:
+    """The reducer ``settings.reducer`` names, built from the map settings and the run's seed."""
+    return REDUCERS.get(settings.reducer).from_settings(settings, seed=seed)
+
+
+def map_embeddings(doc_ids: list[str], vectors: np.ndarray, reducer: Reducer) -> pd.DataFrame:
+    """Map ``vectors`` (n, d) to 2-D with ``reducer``.
 
     Returns a frame with columns ``doc_id``, ``x``, ``y`` in the order of ``doc_ids``.
     """
-    reducer = REDUCERS.get(settings.reducer).from_settings(settings, seed=seed)
     reducer.check(len(vectors))
     coords = reducer.fit_transform(vectors)
     return pd.DataFrame({"doc_id": doc_ids, "x": coords[:, 0], "y": coords[:, 1]})
 
 
-@task(name="map", task_run_name="map-{settings.reducer}")
+@task(name="map", task_run_name="map-{reducer.name}")
 def map_task(
-    doc_ids: list[str], vectors: np.ndarray, settings: MapSettings, *, seed: int, layout: RunLayout
+    sample: pd.DataFrame, vectors: np.ndarray, reducer: Reducer, *, layout: RunLayout
 ) -> pd.DataFrame:
-    """Prefect task: :func:`map_embeddings`, persisted to ``tsne.parquet``."""
-    frame = map_embeddings(doc_ids, vectors, settings, seed=seed)
+    """Prefect task: :func:`map_embeddings` of the sample, persisted to ``map.parquet``."""
+    frame = map_embeddings(sample["doc_id"].tolist(), vectors, reducer)
     write_table(frame, layout.map, MAP_SCHEMA)
     return frame

@@ -159,16 +159,16 @@ CONCURRENT_WRITER = textwrap.dedent(
     import sys, warnings
     import numpy as np
     from tasks.config import EmbeddingSettings
-    from tasks.embed import embed_batch, get_embedder
+    from tasks.embed import embed_batch, new_job
     from tasks.embed.cache import CacheWarning, EmbeddingCache, text_keys
 
     warnings.simplefilter("error", CacheWarning)
     cache_dir, offset = sys.argv[1], int(sys.argv[2])
-    settings = EmbeddingSettings()
-    store = EmbeddingCache.open(cache_dir, get_embedder(settings, 0).describe())
+    job = new_job(EmbeddingSettings(), seed=0)
+    store = EmbeddingCache.open(cache_dir, job.embedder()[0].describe())
     texts = [f"post number {i} about orbits and ciphers" for i in range(offset, offset + 120)]
     for start in range(0, len(texts), 6):
-        embed_batch(texts[start : start + 6], settings, seed=0, cache=store)
+        embed_batch(texts[start : start + 6], job, cache=store)
         store.lookup(text_keys(texts))  # read while the other process writes
     """
 )
@@ -185,9 +185,9 @@ def test_two_processes_sharing_a_cache_leave_it_consistent(tmp_path):
     assert [writer.wait(timeout=300) for writer in writers] == [0, 0]
 
     from tasks.config import EmbeddingSettings
-    from tasks.embed import get_embedder
+    from tasks.embed import new_job
 
-    embedder = get_embedder(EmbeddingSettings(), 0)
+    embedder, _ = new_job(EmbeddingSettings(), seed=0).embedder()
     store = EmbeddingCache.open(cache_dir, embedder.describe())
     texts = [f"post number {i} about orbits and ciphers" for i in range(180)]
     with warnings.catch_warnings():

@@ -171,11 +171,18 @@ def test_a_bool_field_has_a_flag_and_a_no_flag():
         (["--perplexity", "many"], "--perplexity"),
         (["--run-name", "../escape"], "--run-name"),
         (["--seed", "1.5"], "--seed"),
+        (["--seed", "-1"], "--seed"),
+        (["--seed", "4294967296"], "--seed"),
+        (["--seed", "99999999999999999999"], "--seed"),
     ],
 )
 def test_an_invalid_value_is_an_input_error_naming_the_flag(argv, flag):
     with pytest.raises(InputError, match=rf"^Invalid parameter {flag}: .*\(got '{argv[1]}'\)"):
         parse(*argv)
+
+
+def test_the_largest_seed_numpy_accepts_is_accepted():
+    assert parse("--seed", str(2**32 - 1))["seed"] == 2**32 - 1
 
 
 def test_an_abbreviated_flag_is_refused_not_guessed(capsys):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tasks.config import EmbeddingSettings
-from tasks.embed import EMBEDDERS, Embedder, embed_batch, l2_normalise, plan_batches
+from tasks.embed import EMBEDDERS, Embedder, embed_batch, l2_normalise, new_job, plan_batches
 from tasks.embed._local import MINILM_SHA256, LocalEmbedder
 from tasks.embed._tfidf import TfidfEmbedder
 from tasks.errors import InputError
@@ -180,6 +180,7 @@ class ScriptedEmbedder(Embedder):
     """Returns whatever ``OUTPUT`` gives for the texts: the stage's checks are under test."""
 
     name: ClassVar[str] = "scripted"
+    cacheable: ClassVar[bool] = False
     OUTPUT: ClassVar[Any] = None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -204,7 +205,8 @@ def scripted(monkeypatch):
 
 def test_embed_batch_returns_float32_vectors_of_the_batch(scripted):
     settings = scripted(lambda n: np.arange(n * 3, dtype=np.float64).reshape(n, 3))
-    vectors = embed_batch(["a", "b"], settings, seed=0)
+    vectors, counts = embed_batch(["a", "b"], new_job(settings, seed=0))
+    assert counts == {}
     assert vectors.dtype == np.float32
     np.testing.assert_array_equal(vectors, [[0, 1, 2], [3, 4, 5]])
 
@@ -212,13 +214,13 @@ def test_embed_batch_returns_float32_vectors_of_the_batch(scripted):
 def test_embed_batch_refuses_a_wrong_number_of_vectors(scripted):
     settings = scripted(lambda n: np.zeros((n + 1, 3)))
     with pytest.raises(RuntimeError, match=r"scripted embedder returned shape \(3, 3\) for 2 texts"):
-        embed_batch(["a", "b"], settings, seed=0)
+        embed_batch(["a", "b"], new_job(settings, seed=0))
 
 
 def test_embed_batch_refuses_one_dimensional_output(scripted):
     settings = scripted(lambda n: np.zeros(n))
     with pytest.raises(RuntimeError, match=r"returned shape \(2,\) for 2 texts"):
-        embed_batch(["a", "b"], settings, seed=0)
+        embed_batch(["a", "b"], new_job(settings, seed=0))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -229,12 +231,12 @@ def test_embed_batch_refuses_nan_or_infinite_values(scripted, bad):
         return vectors
 
     with pytest.raises(RuntimeError, match=r"scripted embedder returned NaN or infinite values"):
-        embed_batch(["a", "b"], scripted(output), seed=0)
+        embed_batch(["a", "b"], new_job(scripted(output), seed=0))
 
 
 def test_embed_batch_with_tfidf_embeds_the_whole_batch(tiny_corpus):
     settings = EmbeddingSettings(embedder="tfidf", tfidf_dimensions=3)
-    vectors = embed_batch(tiny_corpus["text"].tolist(), settings, seed=0)
+    vectors, _ = embed_batch(tiny_corpus["text"].tolist(), new_job(settings, seed=0))
     assert vectors.shape == (12, 3)
 
 

@@ -67,6 +67,8 @@ def test_a_perfect_clustering_with_permuted_labels_scores_one_everywhere():
     assert evaluation.metrics == {
         "per_class_accuracy": {"x": 1.0, "y": 1.0, "z": 1.0},
         "hungarian_accuracy": 1.0,
+        "hungarian_accuracy_with_noise": 1.0,
+        "noise_share": 0.0,
         "ari": 1.0,
         "nmi": 1.0,
         "majority_collisions": 0,
@@ -110,3 +112,40 @@ def test_silhouette_is_none_when_every_point_is_its_own_cluster():
 def test_silhouette_is_one_for_two_tight_opposite_clusters():
     vectors = np.array([[1, 0], [1, 0.001], [-1, 0], [-1, -0.001]])
     assert silhouette(vectors, np.array([0, 0, 1, 1]), seed=0) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_unassigned_posts_are_left_out_of_the_accuracy_and_counted_against_it_beside():
+    classes = np.array(["a"] * 4 + ["b"] * 4, dtype=object)
+    clusters = np.array([0, 0, 0, -1, 1, 1, -1, -1])
+    evaluation = evaluate_clusters(classes, clusters)
+    assert evaluation.metrics["hungarian_accuracy"] == 1.0
+    assert evaluation.metrics["noise_share"] == pytest.approx(3 / 8)
+    assert evaluation.metrics["hungarian_accuracy_with_noise"] == pytest.approx(5 / 8)
+    assert evaluation.metrics["per_class_accuracy"] == {"a": 1.0, "b": 1.0}
+    assert evaluation.table["n_docs"].tolist() == [4, 4]
+    assert evaluation.matched_classes() == {0: "a", 1: "b"}
+    confusion = evaluation.confusion.set_index(["class_name", "predicted"])["count"].to_dict()
+    assert confusion == {("a", "a"): 3, ("a", "unassigned"): 1, ("b", "b"): 2, ("b", "unassigned"): 2}
+
+
+def test_a_clustering_that_assigns_nothing_scores_zero_not_one():
+    classes = np.array(["a", "a", "b"], dtype=object)
+    evaluation = evaluate_clusters(classes, np.array([-1, -1, -1]))
+    metrics = evaluation.metrics
+    assert (metrics["hungarian_accuracy"], metrics["ari"], metrics["nmi"], metrics["noise_share"]) == (
+        0,
+        0,
+        0,
+        1,
+    )
+
+
+def test_the_silhouette_leaves_unassigned_posts_out():
+    rng = np.random.default_rng(0)
+    vectors = np.vstack([rng.normal(0, 0.1, (10, 3)) + [5, 0, 0], rng.normal(0, 0.1, (10, 3)) + [0, 5, 0]])
+    clusters = np.array([0] * 10 + [1] * 10)
+    with_noise = clusters.copy()
+    with_noise[[0, 15]] = -1
+    assert silhouette(vectors, with_noise, seed=0) == pytest.approx(
+        silhouette(np.delete(vectors, [0, 15], axis=0), np.delete(clusters, [0, 15]), seed=0)
+    )

@@ -42,7 +42,7 @@ def test_run_folder_holds_every_contract_file(finished_run):
     expected = {
         "sample.parquet",
         "embeddings.parquet",
-        "tsne.parquet",
+        "map.parquet",
         "clusters.parquet",
         "evaluation.parquet",
         "manifest.json",
@@ -80,7 +80,7 @@ def test_embeddings_are_float32_fixed_size_lists_aligned_with_the_sample(finishe
 def test_map_and_clusters_cover_every_document(finished_run):
     root, _ = finished_run
     sample_ids = pq.read_table(root / "sample.parquet").column("doc_id").to_pylist()
-    tsne = pq.read_table(root / "tsne.parquet")
+    tsne = pq.read_table(root / "map.parquet")
     assert tsne.schema.names == ["doc_id", "x", "y"]
     assert tsne.column("doc_id").to_pylist() == sample_ids
     assert np.isfinite(tsne.column("x").to_numpy()).all()
@@ -140,7 +140,7 @@ def test_same_seed_gives_the_same_results(finished_run, archive, data_home, tmp_
     assert again["metrics"] == first["metrics"]
     root = tmp_path / "again"
     first_root = finished_run[0]
-    assert pq.read_table(root / "tsne.parquet").equals(pq.read_table(first_root / "tsne.parquet"))
+    assert pq.read_table(root / "map.parquet").equals(pq.read_table(first_root / "map.parquet"))
 
 
 def test_unlabelled_corpus_runs_without_label_based_evaluation(tiny_corpus, tmp_path):

@@ -140,7 +140,7 @@ def test_the_layout_names_every_file_of_the_contract(tmp_path):
         "cleaned.parquet",
         "sample.parquet",
         "embeddings.parquet",
-        "tsne.parquet",
+        "map.parquet",
         "clusters.parquet",
         "evaluation.parquet",
         "confusion.parquet",

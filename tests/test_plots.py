@@ -9,7 +9,10 @@ import pytest
 from matplotlib.figure import Figure
 
 from tasks.evaluate import evaluate_clusters
-from tasks.plots import confusion_figure, point_size, scatter_figure
+from matplotlib.colors import to_hex
+
+from tasks.mapdata import NOISE_COLOUR, prepare_map
+from tasks.plots import confusion_figure, map_figure, point_size
 
 
 @pytest.fixture(autouse=True)
@@ -30,22 +33,39 @@ def test_point_size_shrinks_with_the_number_of_points_within_bounds(n_points, si
     assert point_size(n_points) == size
 
 
-def test_scatter_figure_returns_a_figure_and_writes_nothing(coords, tmp_path, monkeypatch):
+def _data(coords, classes, clusters, reducer="t-SNE"):
+    frame = coords.assign(doc_id=[str(i) for i in range(len(coords))])
+    texts = [f" Subject {i}\nbody {i}" for i in range(len(coords))]
+    return prepare_map(
+        frame, texts, np.array(clusters), np.array(classes, dtype=object), reducer_label=reducer
+    )
+
+
+def test_map_figure_returns_a_figure_and_writes_nothing(coords, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    figure = scatter_figure(coords, np.array(["b", "a", "b", "c", "a"]), title="Map", legend_title="Class")
+    figure = map_figure(_data(coords, ["b", "a", "b", "c", "a"], [0, 1, 0, 2, 1]), by="class", title="Map")
     assert isinstance(figure, Figure)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_scatter_figure_has_one_sorted_legend_entry_per_value(coords):
-    figure = scatter_figure(coords, np.array(["b", "a", "b", "c", "a"]), title="Map", legend_title="Class")
+def test_map_figure_by_class_has_one_sorted_legend_entry_per_class(coords):
+    figure = map_figure(_data(coords, ["b", "a", "b", "c", "a"], [0, 1, 0, 2, 1]), by="class", title="Map")
     legend = figure.axes[0].get_legend()
     assert legend.get_title().get_text() == "Class"
     assert [t.get_text() for t in legend.get_texts()] == ["a", "b", "c"]
 
 
-def test_scatter_figure_labels_the_axes_after_the_reducer_and_plots_every_point(coords):
-    figure = scatter_figure(coords, np.array(["a"] * 5), title="The map", legend_title="Class", reducer="PCA")
+def test_map_figure_by_cluster_draws_unassigned_posts_grey_and_lists_them_last(coords):
+    data = _data(coords, ["a", "a", "b", "b", "b"], [0, 0, 1, -1, 1])
+    figure = map_figure(data, by="cluster", title="Map")
+    legend = figure.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["cluster 0", "cluster 1", "unassigned"]
+    grey = [c for c in figure.axes[0].collections if to_hex(c.get_facecolor()[0]) == NOISE_COLOUR]
+    assert len(grey) == 1 and len(grey[0].get_offsets()) == 1
+
+
+def test_map_figure_labels_the_axes_after_the_reducer_and_plots_every_point(coords):
+    figure = map_figure(_data(coords, ["a"] * 5, [0] * 5, reducer="PCA"), by="cluster", title="The map")
     axes = figure.axes[0]
     assert (axes.get_xlabel(), axes.get_ylabel(), axes.get_title()) == ("PCA 1", "PCA 2", "The map")
     offsets = np.concatenate([c.get_offsets() for c in axes.collections])

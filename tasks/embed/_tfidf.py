@@ -12,7 +12,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from tasks.embed._base import EMBEDDERS, Embedder, l2_normalise
 
 if TYPE_CHECKING:
-    from tasks.config import EmbeddingSettings
+    from tasks.base import Settings
 
 
 @EMBEDDERS.register
@@ -37,7 +37,7 @@ class TfidfEmbedder(Embedder):
         self.seed = seed
 
     @classmethod
-    def from_settings(cls, settings: EmbeddingSettings, *, seed: int) -> TfidfEmbedder:
+    def from_settings(cls, settings: Settings, *, seed: int) -> TfidfEmbedder:
         """Read ``tfidf_dimensions``; the SVD uses the run's seed."""
         return cls(dimensions=settings.tfidf_dimensions, seed=seed)
 

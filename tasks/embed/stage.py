@@ -5,45 +5,65 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Sequence
-from functools import cache
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from prefect import task
+import pandas as pd
+from prefect import tags, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 
-from tasks.embed._base import EMBEDDERS, Embedder
-from tasks.embed.cache import EmbeddingCache, text_keys
+from tasks.embed._base import EMBEDDERS, Embedder, sum_counts, tallying
+from tasks.embed.cache import EmbeddingCache, default_cache_dir, text_keys
 from tasks.errors import is_transient
 from tasks.layout import RunLayout, write_embeddings
 
 if TYPE_CHECKING:
-    from tasks.config import EmbeddingSettings
+    from tasks.base import Settings
 
 log = logging.getLogger(__name__)
 
 
-_build_lock = threading.Lock()
+@dataclass(frozen=True)
+class EmbedJob:
+    """What a batch needs to find its embedder in whichever process runs it.
+
+    ``key`` is unique per embed stage, so two stages in one process (a
+    comparison flow) never share an embedder, its rate limiter or its counters.
+    A batch running in another process (a Dask worker) builds the embedder there
+    from ``settings`` the first time, and that job's later batches reuse it.
+    """
+
+    key: str
+    settings: Settings
+    seed: int
+
+    def embedder(self) -> tuple[Embedder, threading.BoundedSemaphore]:
+        """The job's embedder in this process, and the slots bounding its batches in flight."""
+        with _LIVE_LOCK:  # batches start together; build (load the model) once, not once per thread
+            if self.key not in _LIVE:
+                embedder = EMBEDDERS.get(self.settings.embedder).from_settings(self.settings, seed=self.seed)
+                _LIVE[self.key] = (embedder, threading.BoundedSemaphore(embedder.max_concurrency))
+            return _LIVE[self.key]
+
+    def release(self) -> None:
+        """Drop this job's embedder from this process once its stage is done."""
+        with _LIVE_LOCK:
+            _LIVE.pop(self.key, None)
 
 
-def get_embedder(settings: EmbeddingSettings, seed: int) -> Embedder:
-    """The embedder for ``settings``, built once per process and shared by its batch tasks."""
-    with _build_lock:  # batch tasks start together; load the model once, not once per thread
-        return _build_embedder(settings, seed)
+_LIVE: dict[str, tuple[Embedder, threading.BoundedSemaphore]] = {}
+_LIVE_LOCK = threading.Lock()
 
 
-@cache
-def _build_embedder(settings: EmbeddingSettings, seed: int) -> Embedder:
-    return EMBEDDERS.get(settings.embedder).from_settings(settings, seed=seed)
-
-
-@cache
-def _slots(name: str, limit: int) -> threading.BoundedSemaphore:
-    return threading.BoundedSemaphore(limit)
+def new_job(settings: Settings, *, seed: int) -> EmbedJob:
+    """A job for one embed stage, with a key of its own."""
+    return EmbedJob(uuid.uuid4().hex, settings, seed)
 
 
 def plan_batches(n_texts: int, batch_size: int | None) -> list[tuple[int, int]]:
@@ -57,16 +77,16 @@ def plan_batches(n_texts: int, batch_size: int | None) -> list[tuple[int, int]]:
 
 
 def embed_batch(
-    texts: Sequence[str], settings: EmbeddingSettings, *, seed: int, cache: EmbeddingCache | None = None
-) -> np.ndarray:
-    """Embed one batch; returns float32 (len(texts), dimensions), checked for shape and NaN.
+    texts: Sequence[str], job: EmbedJob, *, cache: EmbeddingCache | None = None
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Embed one batch; returns float32 (len(texts), dimensions), checked for shape and NaN, and its counters.
 
-    At most ``embedder.max_concurrency`` batches of one embedder run at once in a process.
+    At most ``embedder.max_concurrency`` batches of one job run at once in a process.
     With a ``cache``, the batch's vectors are stored as soon as they are checked,
     so a run killed later loses none of them.
     """
-    embedder = get_embedder(settings, seed)
-    with _slots(embedder.name, embedder.max_concurrency):
+    embedder, slots = job.embedder()
+    with slots, tallying() as tally:
         vectors = embedder.embed(texts)
     if vectors.ndim != 2 or len(vectors) != len(texts):
         raise RuntimeError(
@@ -77,21 +97,21 @@ def embed_batch(
     vectors = vectors.astype(np.float32, copy=False)
     if cache is not None:
         cache.add(text_keys(texts), vectors)
-    return vectors
+    return vectors, dict(tally.counts)
 
 
 @task(
     name="embed-batch",
-    task_run_name="embed-{settings.embedder}-batch-{batch:05d}",
+    task_run_name="embed-{job.settings.embedder}-batch-{batch:05d}",
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=is_transient,
 )
 def embed_batch_task(
-    texts: list[str], settings: EmbeddingSettings, *, seed: int, batch: int, cache: EmbeddingCache | None
-) -> np.ndarray:
+    texts: list[str], job: EmbedJob, *, batch: int, cache: EmbeddingCache | None
+) -> tuple[np.ndarray, dict[str, float]]:
     """Prefect task: :func:`embed_batch`; failures other than permanent ones are retried."""
-    return embed_batch(texts, settings, seed=seed, cache=cache)
+    return embed_batch(texts, job, cache=cache)
 
 
 class Progress:
@@ -126,9 +146,7 @@ class Progress:
         update_progress_artifact(self.artifact_id, progress=100.0 * self.done / self.total)
 
 
-def _open_cache(
-    embedder: Embedder, settings: EmbeddingSettings, cache_dir: Path | None
-) -> EmbeddingCache | None:
+def _open_cache(embedder: Embedder, settings: Settings, cache_dir: Path | None) -> EmbeddingCache | None:
     logger = get_run_logger()
     if cache_dir is None or not settings.cache:
         logger.info("embed: cache off")
@@ -145,7 +163,7 @@ def _open_cache(
 def embed_documents(
     doc_ids: list[str],
     texts: list[str],
-    settings: EmbeddingSettings,
+    settings: Settings,
     *,
     seed: int,
     layout: RunLayout,
@@ -160,8 +178,18 @@ def embed_documents(
     of ``texts``, and the embedder's description and counters, with ``cache``:
     ``{"dir", "hits", "misses", "embedded"}`` (None when the cache is off).
     """
-    _build_embedder.cache_clear()  # each run gets a fresh embedder: its own counters, key and state
-    embedder = get_embedder(settings, seed)
+    job = new_job(settings, seed=seed)
+    try:
+        return _embed_job(doc_ids, texts, job, layout=layout, cache_dir=cache_dir)
+    finally:
+        job.release()
+
+
+def _embed_job(
+    doc_ids: list[str], texts: list[str], job: EmbedJob, *, layout: RunLayout, cache_dir: Path | None
+) -> tuple[np.ndarray, dict]:
+    settings = job.settings
+    embedder, _ = job.embedder()
     store = _open_cache(embedder, settings, cache_dir)
     n_texts = len(texts)
     if store is None:
@@ -175,20 +203,23 @@ def embed_documents(
     batches = plan_batches(len(todo), settings.batch_size or embedder.default_batch_size)
     progress = Progress(n_texts, settings.embedder, reused=n_texts - len(todo))
     futures = {
-        embed_batch_task.submit(
-            [texts[i] for i in todo[start:stop]], settings, seed=seed, batch=index, cache=store
-        ): (start, stop)
+        embed_batch_task.submit([texts[i] for i in todo[start:stop]], job, batch=index, cache=store): (
+            start,
+            stop,
+        )
         for index, (start, stop) in enumerate(batches)
     }
     parts: dict[int, np.ndarray] = {}
+    counts: list[dict[str, float]] = []
     for future in as_completed(list(futures)):
         start, stop = futures[future]
-        parts[start] = future.result()
+        parts[start], batch_counts = future.result()
+        counts.append(batch_counts)
         progress.advance(stop - start)
     computed = [parts[start] for start, _ in batches]
     vectors = _assemble(n_texts, found, cached, todo, computed, keys if store is not None else None)
     write_embeddings(doc_ids, vectors, layout.embeddings)
-    info = {**embedder.describe(), "dimensions": vectors.shape[1], **embedder.stats()}
+    info = {**embedder.describe(), "dimensions": vectors.shape[1], **sum_counts(counts)}
     info["cache"] = (
         None
         if store is None
@@ -222,3 +253,23 @@ def _assemble(
         row = {key: index for key, index in zip(keys[todo].tolist(), todo.tolist(), strict=True)}
         vectors[rest] = vectors[[row[key] for key in keys[rest].tolist()]]
     return vectors
+
+
+def embed_sample(sample: pd.DataFrame, settings: Settings, *, layout: RunLayout) -> tuple[np.ndarray, dict]:
+    """:func:`embed_documents` for a run: the sample's texts with the run's embedding settings and seed.
+
+    ``settings`` is the run's :class:`tasks.config.RunSettings`; the cache folder
+    defaults to ``<output_dir>/.embedding-cache``. Batch tasks are tagged
+    ``embedder-<name>``, so a tag concurrency limit can throttle one embedder.
+    """
+    embedding = settings.embedding
+    cache_dir = embedding.cache_dir or default_cache_dir(settings.output.output_dir)
+    with tags(f"embedder-{embedding.embedder}"):
+        return embed_documents(
+            sample["doc_id"].tolist(),
+            sample["text"].tolist(),
+            embedding,
+            seed=settings.seed,
+            layout=layout,
+            cache_dir=cache_dir,
+        )

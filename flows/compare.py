@@ -1,0 +1,103 @@
+"""Compare embedders and clusterers on one sample: ``python -m flows.compare``.
+
+The sample is drawn once; each variant (embedder x clusterer) runs the same
+stages as ``flows/newsgroups.py`` into a run folder of its own, named
+``<comparison>-<embedder>-<clusterer>``. The comparison's own folder holds
+``comparison.parquet`` (accuracy, ARI, NMI, noise share, seconds, texts
+embedded and taken from the cache, per variant) and ``comparison_maps.png``,
+both also published as Prefect artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from prefect import flow
+
+from flows.pipeline import analyse_sample
+from tasks.check import check_settings
+from tasks.compare import default_embedders, draw_sample_task, keep_sample, publish_comparison, variants
+from tasks.config import (
+    CleaningSettings,
+    ClustererName,
+    ClusterSettings,
+    EmbedderName,
+    EmbeddingSettings,
+    MapSettings,
+    OutputSettings,
+    RunSettings,
+    SamplingSettings,
+    Seed,
+    SourceSettings,
+)
+from tasks.layout import default_run_name
+from tasks.run import open_run
+
+
+@flow(name="newsgroups-compare", log_prints=True)
+def compare(
+    source: SourceSettings = SourceSettings(),
+    cleaning: CleaningSettings = CleaningSettings(),
+    sampling: SamplingSettings = SamplingSettings(),
+    embedding: EmbeddingSettings = EmbeddingSettings(),
+    mapping: MapSettings = MapSettings(),
+    clustering: ClusterSettings = ClusterSettings(),
+    output: OutputSettings = OutputSettings(),
+    seed: Seed = 0,
+    embedders: list[EmbedderName] | None = None,
+    clusterers: list[ClustererName] | None = None,
+) -> dict[str, Any]:
+    """Run one sample through several embedders and clusterers, and compare them side by side.
+
+    Parameters
+    ----------
+    source, cleaning, sampling, embedding, mapping, clustering, output : settings models
+        As for ``python -m flows.newsgroups``; every variant shares them.
+    seed : int, default=0
+        Seed of every random step (0 to 2**32-1).
+    embedders : list of str, default=local tfidf (and gemini when an API key is set)
+        The embedders to compare.
+    clusterers : list of str, default=kmeans hdbscan
+        The clusterers to compare, each on every embedder's vectors.
+
+    Returns
+    -------
+    dict
+        The comparison's manifest; its ``comparison`` holds one row per variant.
+    """
+    name = output.run_name or default_run_name("compare")
+    base = RunSettings(
+        source=source,
+        cleaning=cleaning,
+        sampling=sampling,
+        embedding=embedding,
+        mapping=mapping,
+        clustering=clustering,
+        output=output.model_copy(update={"run_name": name}),
+        seed=seed,
+    )
+    runs = variants(
+        base, embedders or default_embedders(dict(os.environ)), clusterers or ["kmeans", "hdbscan"]
+    )
+    for settings in runs.values():
+        check_settings(settings)
+    sample, counts = draw_sample_task(base)
+    manifests, roots = {}, {}
+    for variant, settings in runs.items():
+        with open_run(settings) as run:
+            run.step("sample", keep_sample, sample, layout=run.layout)
+            run.record(counts=counts)
+            analyse_sample(run, sample, settings)
+        manifests[variant], roots[variant] = run.manifest, run.layout.root
+    with open_run(base) as comparison:
+        table = comparison.step("publish", publish_comparison, manifests, roots, layout=comparison.layout)
+        comparison.record(comparison=table.to_dict(orient="records"))
+    return comparison.manifest
+
+
+if __name__ == "__main__":
+    from flows.cli import main
+
+    sys.exit(main(compare, prog="python -m flows.compare"))

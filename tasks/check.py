@@ -1,0 +1,67 @@
+"""Checks before the money is spent: settings on their own, then against the sample.
+
+:func:`check_settings` runs before any data is read (a missing package or API
+key fails the run in its first second); :func:`check_sample` runs right after
+sampling, before embedding, and builds the reducer and the clusterer once for
+the stages that use them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from prefect import task
+
+from tasks.cluster import Clusterer, build_clusterer
+from tasks.config import RunSettings
+from tasks.embed import EMBEDDERS
+from tasks.reduce import Reducer, build_reducer
+
+
+@dataclass(frozen=True)
+class Backends:
+    """What the sample needs, checked: its classes, and the reducer and clusterer built for it.
+
+    Attributes
+    ----------
+    labelled : bool
+        Whether every sampled post has a class (so the clusters can be scored).
+    n_classes : int
+        Number of distinct classes in the sample.
+    reducer : Reducer
+    clusterer : Clusterer
+    """
+
+    labelled: bool
+    n_classes: int
+    reducer: Reducer
+    clusterer: Clusterer
+
+
+def check_settings(settings: RunSettings) -> None:
+    """Refuse settings that cannot work whatever the data: the embedder must be ready to run."""
+    EMBEDDERS.get(settings.embedding.embedder).check_ready(settings.embedding)
+
+
+def check_sample(sample: pd.DataFrame, settings: RunSettings) -> Backends:
+    """Build the reducer and the clusterer for ``sample`` and check they can handle its size.
+
+    Raises :class:`~tasks.errors.InputError` (a perplexity at or above the number
+    of posts, more clusters than posts, ...) before anything is embedded.
+    """
+    labelled = bool(len(sample)) and bool(sample["class_name"].notna().all())
+    n_classes = int(sample["class_name"].nunique())
+    reducer = build_reducer(settings.mapping, seed=settings.seed)
+    reducer.check(len(sample))
+    clusterer = build_clusterer(
+        settings.clustering, n_classes=n_classes if labelled else 0, seed=settings.seed
+    )
+    clusterer.check(len(sample))
+    return Backends(labelled, n_classes, reducer, clusterer)
+
+
+@task(name="check", task_run_name="check")
+def check_task(sample: pd.DataFrame, settings: RunSettings) -> Backends:
+    """Prefect task: :func:`check_sample`."""
+    return check_sample(sample, settings)

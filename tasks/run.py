@@ -1,0 +1,147 @@
+"""One run's lifecycle: its folder, the time of each stage, and the manifest written last.
+
+``with open_run(settings) as run:`` creates and locks the run folder. Leaving
+the block normally writes ``manifest.json`` (which marks the folder finished)
+and lets go of the folder. A :class:`~tasks.errors.PipelineError` (the run
+cannot finish as asked: bad input, a refused key) removes the folder, so no
+partial folder is left for a later run to meet; any other failure, an
+interrupt included, leaves it unfinished, to be reclaimed by a re-run with the
+same name. A flow can open several runs, one per variant, without any folder
+or manifest code of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from importlib.metadata import PackageNotFoundError, requires, version
+from typing import Any, TypeVar
+
+from packaging.requirements import Requirement
+
+from tasks.base import Settings
+from tasks.errors import PipelineError
+from tasks.layout import RunLayout, create_run, default_run_name, release_run, write_json
+
+DISTRIBUTION = "newsgroups-map"
+# Packages whose versions shape results but come in through others (no requirement names them).
+INDIRECT_PACKAGES = ("torch", "transformers")
+
+T = TypeVar("T")
+
+
+@dataclass
+class Run:
+    """A run in progress: its folder, stage timings and what the manifest will report.
+
+    Attributes
+    ----------
+    layout : RunLayout
+        Paths of the run's files.
+    settings : Settings
+        Every setting of the run (a :class:`tasks.config.RunSettings`).
+    timings_s : dict of str to float
+        Seconds per stage, filled by :meth:`step`.
+    report : dict
+        Manifest sections filled by :meth:`record` (``counts``, ``metrics``, ...).
+    manifest : dict or None
+        The manifest, once the run has finished.
+    """
+
+    layout: RunLayout
+    settings: Settings
+    timings_s: dict[str, float] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        """The run folder's name."""
+        return self.layout.root.name
+
+    def step(self, stage: str, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Call ``function(*args, **kwargs)`` as the stage ``stage``, timing it."""
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            elapsed = time.perf_counter() - start
+            self.timings_s[stage] = round(self.timings_s.get(stage, 0.0) + elapsed, 3)
+
+    def record(self, **sections: Any) -> None:
+        """Add manifest sections; a dict section is merged into what is already there."""
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(self.report.get(key), dict):
+                self.report[key] = {**self.report[key], **value}
+            else:
+                self.report[key] = value
+
+
+@contextlib.contextmanager
+def open_run(settings: Settings, *, label: str | None = None) -> Iterator[Run]:
+    """Create and lock the run folder of ``settings``; write the manifest when the block succeeds.
+
+    ``settings.output`` names the folder (``output_dir``, ``run_name``; a missing
+    run name becomes the UTC time, ``label`` and a random suffix).
+    """
+    output = settings.output  # type: ignore[attr-defined]
+    layout = create_run(output.output_dir, output.run_name or default_run_name(label or "run"))
+    run = Run(layout, settings)
+    try:
+        yield run
+    except PipelineError:
+        release_run(layout, discard=True)
+        raise
+    except BaseException:
+        release_run(layout)
+        raise
+    try:
+        run.manifest = write_manifest(run)
+    finally:
+        release_run(layout)
+
+
+def write_manifest(run: Run) -> dict[str, Any]:
+    """Write ``manifest.json``; called last, once every other file of the run is complete."""
+    manifest = {
+        "run_name": run.name,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "parameters": run.settings.model_dump(mode="json"),
+        "timings_s": run.timings_s,
+        **run.report,
+        "versions": package_versions(),
+        "files": sorted(p.name for p in run.layout.root.iterdir() if not p.name.startswith(".")),
+    }
+    write_json(manifest, run.layout.manifest)
+    return manifest
+
+
+@cache
+def result_packages() -> tuple[str, ...]:
+    """The packages this project requires, with every extra, plus those that come in indirectly.
+
+    Derived from the installed project's metadata, so a new dependency is
+    recorded without anyone listing it twice.
+    """
+    names = []
+    for line in requires(DISTRIBUTION) or []:
+        requirement = Requirement(line)
+        # The test tools do not shape results; the "all" extra names the project itself.
+        if requirement.name != DISTRIBUTION and "test" not in str(requirement.marker or ""):
+            names.append(requirement.name)
+    return tuple(dict.fromkeys([*names, *INDIRECT_PACKAGES]))
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that shape the results (None: not installed)."""
+    versions: dict[str, str | None] = {}
+    for name in result_packages():
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return versions

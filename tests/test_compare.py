@@ -1,0 +1,65 @@
+"""The comparison flow: one sample, one run folder per variant, one table and one figure of maps."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from flows.compare import compare
+from tasks.compare import default_embedders, variants
+from tasks.config import (
+    ClusterSettings,
+    MapSettings,
+    OutputSettings,
+    RunSettings,
+    SamplingSettings,
+    SourceSettings,
+)
+
+
+def test_variants_cross_embedders_and_clusterers_and_name_each_run():
+    base = RunSettings(output=OutputSettings(run_name="cmp"), seed=5)
+    runs = variants(base, ["local", "tfidf"], ["kmeans", "hdbscan"])
+    assert list(runs) == ["cmp-local-kmeans", "cmp-local-hdbscan", "cmp-tfidf-kmeans", "cmp-tfidf-hdbscan"]
+    assert runs["cmp-tfidf-hdbscan"].embedding.embedder == "tfidf"
+    assert runs["cmp-tfidf-hdbscan"].clustering.clusterer == "hdbscan"
+    assert runs["cmp-tfidf-hdbscan"].output.run_name == "cmp-tfidf-hdbscan"
+    assert {settings.seed for settings in runs.values()} == {5}
+
+
+def test_an_unknown_clusterer_is_refused_with_the_valid_names():
+    with pytest.raises(ValueError, match="kmeans"):
+        variants(RunSettings(output=OutputSettings(run_name="cmp")), ["tfidf"], ["spectralish"])
+
+
+def test_gemini_joins_the_default_variants_only_when_a_key_is_set():
+    assert default_embedders({}) == ["local", "tfidf"]
+    assert default_embedders({"GEMINI_API_KEY": "k"}) == ["local", "tfidf", "gemini"]
+
+
+@pytest.mark.slow
+def test_compare_runs_every_variant_on_one_sample_and_publishes_the_table(archive, data_home, tmp_path):
+    manifest = compare(
+        source=SourceSettings(archive=archive, data_home=data_home),
+        sampling=SamplingSettings(per_class=25),
+        mapping=MapSettings(reducer="pca"),
+        clustering=ClusterSettings(min_cluster_size=5, hdbscan_umap_dimensions=0),
+        output=OutputSettings(output_dir=tmp_path, run_name="cmp"),
+        embedders=["tfidf", "local"],
+        clusterers=["kmeans", "hdbscan"],
+    )
+    names = ["cmp-tfidf-kmeans", "cmp-tfidf-hdbscan", "cmp-local-kmeans", "cmp-local-hdbscan"]
+    table = pq.read_table(tmp_path / "cmp" / "comparison.parquet").to_pandas()
+    assert table["run"].tolist() == names
+    assert [row["run"] for row in manifest["comparison"]] == names
+    assert (tmp_path / "cmp" / "comparison_maps.png").read_bytes().startswith(b"\x89PNG")
+    samples = [pq.read_table(tmp_path / name / "sample.parquet") for name in names]
+    assert all(sample.equals(samples[0]) for sample in samples) and samples[0].num_rows == 100
+    for name in names:
+        variant = json.loads((tmp_path / name / "manifest.json").read_text())
+        assert variant["counts"]["sampled"] == 100
+    kmeans = table.set_index("run").loc["cmp-local-kmeans"]
+    assert kmeans["noise_share"] == 0 and kmeans["clusters"] == 4 and kmeans["hungarian_accuracy"] > 0.6
+    assert (table["embedded"] + table["from_cache"] >= 100).all()
