@@ -295,7 +295,9 @@ def main(flow_fn: Any, argv: Sequence[str] | None = None, prog: str = "python -m
     for row in manifest.get("comparison", []):
         accuracy = "-" if row["hungarian_accuracy"] is None else f"{row['hungarian_accuracy']:.3f}"
         noise = f" ({row['noise_share']:.0%} unassigned)" if row["noise_share"] else ""
-        print(f"  {row['embedder'] + ' + ' + row['clusterer']:<28} {accuracy}{noise}   {row['seconds']:.1f} s")
+        print(
+            f"  {row['embedder'] + ' + ' + row['clusterer']:<28} {accuracy}{noise}   {row['seconds']:.1f} s"
+        )
     if "hungarian_accuracy" in metrics:
         for name, value in metrics["per_class_accuracy"].items():
             print(f"  {name:<28} {value:.3f}")
