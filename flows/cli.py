@@ -274,7 +274,11 @@ def _run_in_thread(flow_fn: Any, kwargs: dict[str, Any]) -> Any:
 
 
 def main(flow_fn: Any, argv: Sequence[str] | None = None, prog: str = "python -m flows.newsgroups") -> int:
-    """Parse ``argv``, check it, run the flow, print where its results are; returns the exit status."""
+    """Parse ``argv``, check it, run the flow, print where its results are; returns the exit status.
+
+    It owns the process it runs in: once the checks pass it takes over SIGINT and
+    SIGTERM and starts a watchdog that ends this process's children when it dies.
+    """
     parser = build_parser(flow_fn, prog)
     args = parser.parse_args(argv)
     if not args.debug:
