@@ -4,6 +4,13 @@ Each pydantic settings model the flow takes becomes a group of flags, one per
 field (``per_class`` -> ``--per-class``), with the field's description and
 default as help. Values are validated by the same models, so the CLI, the
 Prefect UI and deployments share one definition and one set of defaults.
+
+Everything that can be checked without reading data (flags, files, the output
+folder) is checked before the flow starts, so a refusal comes at once, before
+Prefect starts its temporary server. The flow runs in a thread while the main
+thread waits for signals: Ctrl-C or SIGTERM ends the run at once (the batches
+already embedded stay in the cache), and a watchdog process ends the temporary
+server even when the command itself is killed.
 """
 
 from __future__ import annotations
@@ -11,15 +18,21 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+import os
+import signal
 import sys
+import threading
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from flows.watchdog import descendants, end_processes, start_time, start_watchdog
+from tasks.config import SAMPLING_DEFAULTS, OutputSettings, SourceSettings
 from tasks.errors import InputError, PipelineError
 
 
@@ -35,12 +48,22 @@ def _is_list(annotation: Any) -> bool:
     return get_origin(annotation) is list
 
 
+def _shown(value: Any) -> str:
+    return "none" if value is None else " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _shown_default(name: str, default: Any) -> str:
+    """How ``--help`` shows a default; sampling defaults depend on the source, so both are shown."""
+    if default is None and name in SAMPLING_DEFAULTS["newsgroups"]:
+        tutorial, corpus = SAMPLING_DEFAULTS["newsgroups"][name], SAMPLING_DEFAULTS["corpus"][name]
+        return f"{_shown(tutorial)} for 20 Newsgroups, {_shown(corpus) or 'none'} with --corpus"
+    return _shown(default)
+
+
 def _add_option(
     group: argparse._ArgumentGroup, name: str, annotation: Any, default: Any, help_text: str
 ) -> None:
-    shown = (
-        "none" if default is None else " ".join(map(str, default)) if isinstance(default, list) else default
-    )
+    shown = _shown_default(name, default)
     kwargs: dict[str, Any] = {
         "dest": name,
         "default": argparse.SUPPRESS,
@@ -96,6 +119,8 @@ def build_parser(flow_fn: Any, prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description=inspect.getdoc(flow_fn.fn).split("\n\n")[0],
+        # A mistyped flag is refused instead of read as the flag it abbreviates.
+        allow_abbrev=False,
     )
     for name, (annotation, default) in flow_parameters(flow_fn).items():
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -141,31 +166,129 @@ def flow_kwargs(flow_fn: Any, args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-class _HideExpectedTracebacks(logging.Filter):
-    """Drop the traceback of failures that carry a user-facing message."""
+def check_output(settings: OutputSettings) -> None:
+    """Refuse an output folder that is, or lies under, a file; raise :class:`InputError`."""
+    folder = Path(settings.output_dir).expanduser()
+    existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"lies under the file {existing}"
+        raise InputError(
+            f"The output folder {folder} {where}; pass an --output-dir that is a folder or does not exist yet."
+        )
+
+
+def check_files(kwargs: dict[str, Any]) -> None:
+    """Refuse the corpus, archive and output paths that cannot be used, without reading any data."""
+    from tasks.ingest import check_source
+
+    for value in kwargs.values():
+        if isinstance(value, SourceSettings):
+            check_source(value)
+        elif isinstance(value, OutputSettings):
+            check_output(value)
+
+
+def _pipeline_error_names() -> list[str]:
+    names, todo = [], [PipelineError]
+    while todo:
+        kind = todo.pop()
+        names.append(kind.__name__)
+        todo.extend(kind.__subclasses__())
+    return names
+
+
+class _HideRefusals(logging.Filter):
+    """Drop Prefect's log lines that repeat a failure the CLI prints itself, as one sentence."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], PipelineError):
-            record.exc_info = None
-            record.exc_text = None
-        return True
+            return False
+        message = record.getMessage()
+        # Prefect repeats the exception in its state messages: "... exception InputError: ...", "InputError(...)".
+        return not any(f"{name}:" in message or f"{name}(" in message for name in _pipeline_error_names())
 
 
-def _quiet_tracebacks() -> None:
+def _hide_refusals() -> None:
     names = ["", "prefect", *[n for n in logging.root.manager.loggerDict if n.startswith("prefect")]]
     for name in names:
         for handler in logging.getLogger(name).handlers:
-            handler.addFilter(_HideExpectedTracebacks())
+            handler.addFilter(_HideRefusals())
+
+
+def _interrupted(kwargs: dict[str, Any]) -> str:
+    """The line printed when a run is interrupted: what was kept, and how to continue."""
+    from tasks.embed.cache import default_cache_dir, texts_stored
+
+    embedding, output = kwargs["embedding"], kwargs["output"]
+    stored = texts_stored()
+    if not embedding.cache:
+        return (
+            "interrupted: the cache is off (--no-cache), so nothing embedded was kept; "
+            "run the same command again to start over."
+        )
+    if not stored:
+        return (
+            "interrupted: no text was embedded yet, so nothing was kept; "
+            "run the same command again to start over."
+        )
+    cache_dir = embedding.cache_dir or default_cache_dir(output.output_dir)
+    return (
+        f"interrupted: the {stored} texts embedded so far are kept in the embedding cache {cache_dir}; "
+        "run the same command again to continue from there."
+    )
+
+
+def _stop_on_signals(kwargs: dict[str, Any]) -> None:
+    """Make Ctrl-C and SIGTERM end the run at once: one line, child processes ended, exit 128 + signal."""
+
+    def stop(signum: int, frame: Any) -> None:
+        end_processes([(pid, start_time(pid)) for pid in descendants(os.getpid())])
+        # os.write and os._exit: the flow thread may hold the locks of sys.stderr, logging or Prefect.
+        os.write(2, (_interrupted(kwargs) + "\n").encode())
+        # The run folder is left unfinished, as after a kill; the same command reclaims or resumes it.
+        os._exit(128 + signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+
+
+def _run_in_thread(flow_fn: Any, kwargs: dict[str, Any]) -> Any:
+    """Run the flow in a thread, so the main thread stays free to answer signals at once.
+
+    Prefect also installs no SIGTERM handler of its own outside the main thread.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = flow_fn(**kwargs)
+        except BaseException as error:  # re-raised in the main thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name="flow", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def main(flow_fn: Any, argv: Sequence[str] | None = None, prog: str = "python -m flows.newsgroups") -> int:
-    """Parse ``argv``, run the flow, print where its results are; returns the exit status."""
+    """Parse ``argv``, check it, run the flow, print where its results are; returns the exit status.
+
+    It owns the process it runs in: once the checks pass it takes over SIGINT and
+    SIGTERM and starts a watchdog that ends this process's children when it dies.
+    """
     parser = build_parser(flow_fn, prog)
     args = parser.parse_args(argv)
     if not args.debug:
-        _quiet_tracebacks()
+        _hide_refusals()
     try:
-        manifest = flow_fn(**flow_kwargs(flow_fn, args))
+        kwargs = flow_kwargs(flow_fn, args)
+        check_files(kwargs)
+        _stop_on_signals(kwargs)
+        start_watchdog()
+        manifest = _run_in_thread(flow_fn, kwargs)
     except PipelineError as error:
         if args.debug:
             raise

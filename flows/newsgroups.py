@@ -78,7 +78,7 @@ def newsgroups(
     with open_run(settings, label=embedding.embedder) as run:
         corpus = run.step("ingest", ingest_task, source, layout=run.layout)
         cleaned, dropped = run.step("clean", clean_task, corpus, cleaning, layout=run.layout)
-        sample = run.step("sample", sample_task, cleaned, sampling, seed=seed, layout=run.layout)
+        sample = run.step("sample", sample_task, cleaned, settings.sampling, seed=seed, layout=run.layout)
         run.record(counts={"ingested": len(corpus), "cleaned": dropped})
         analyse_sample(run, sample, settings)
     return run.manifest

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from tasks.base import Settings
 from tasks.cluster import CLUSTERERS
@@ -72,6 +72,12 @@ class SourceSettings(Settings):
     id_column: str | None = Field(
         None, description="Corpus column holding unique document ids (default: the row number)."
     )
+    csv_separator: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1,
+        description="Column separator of a CSV corpus (default: guessed from its first lines; ',' if unsure).",
+    )
 
 
 class CleaningSettings(Settings):
@@ -83,15 +89,34 @@ class CleaningSettings(Settings):
     )
 
 
+# The tutorial's sample of 20 Newsgroups; a user's own corpus is taken whole unless asked otherwise.
+SAMPLING_DEFAULTS = {
+    "newsgroups": {"groups": ["sci"], "per_class": 150},
+    "corpus": {"groups": [], "per_class": 0},
+}
+
+
 class SamplingSettings(Settings):
     """Which classes, and how many posts of each."""
 
-    groups: list[str] = Field(
-        default_factory=lambda: ["sci"],
+    groups: list[str] | None = Field(
+        None,
         description="Keep classes whose name contains one of these substrings or matches one "
-        "of these regular expressions (the tutorial's 'sci'). Empty: every class.",
+        "of these regular expressions. Empty: every class. Default: the tutorial's 'sci' for "
+        "20 Newsgroups, every class with --corpus.",
     )
-    per_class: int = Field(150, ge=0, description="Posts sampled per class (0: all of them).")
+    per_class: int | None = Field(
+        None,
+        ge=0,
+        description="Posts sampled per class (0: all of them). Default: the tutorial's 150 for "
+        "20 Newsgroups, all of them with --corpus.",
+    )
+
+    def resolved(self, source: SourceSettings) -> SamplingSettings:
+        """These settings with each unset field taken from :data:`SAMPLING_DEFAULTS` for ``source``."""
+        defaults = SAMPLING_DEFAULTS["newsgroups" if source.corpus is None else "corpus"]
+        given = self.model_dump(exclude_none=True)
+        return SamplingSettings(**{**defaults, **given})
 
 
 class EmbeddingSettings(Settings):
@@ -210,6 +235,7 @@ class OutputSettings(Settings):
     run_name: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=255,  # the longest file name most file systems allow
         description="Name of this run's folder (default: UTC time, embedder and a random suffix).",
     )
 
@@ -224,12 +250,18 @@ class RunSettings(Settings):
 
     source: SourceSettings = SourceSettings()
     cleaning: CleaningSettings = CleaningSettings()
-    sampling: SamplingSettings = SamplingSettings()
+    sampling: SamplingSettings = Field(SamplingSettings(), validate_default=True)
     embedding: EmbeddingSettings = EmbeddingSettings()
     mapping: MapSettings = MapSettings()
     clustering: ClusterSettings = ClusterSettings()
     output: OutputSettings = OutputSettings()
     seed: Seed = 0
+
+    @field_validator("sampling")
+    @classmethod
+    def _sample_of_the_source(cls, sampling: SamplingSettings, info: ValidationInfo) -> SamplingSettings:
+        """Fill in what the sampling leaves unset from the source (:meth:`SamplingSettings.resolved`)."""
+        return sampling.resolved(info.data["source"]) if "source" in info.data else sampling
 
     def run_label(self) -> str:
         """What distinguishes this run in a list: embedder, sample size, reducer and seed.

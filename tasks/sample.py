@@ -26,19 +26,36 @@ def _matches(name: str, pattern: str) -> bool:
         return False
 
 
+def _regex_error(pattern: str) -> re.error | None:
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        return error
+    return None
+
+
 def select_groups(frame: pd.DataFrame, patterns: list[str]) -> pd.DataFrame:
     """Keep rows whose ``class_name`` contains or matches (regex) any of ``patterns``.
 
-    An empty ``patterns`` keeps every row, as does an unlabelled corpus.
+    An empty ``patterns`` keeps every row, as does an unlabelled corpus. A
+    pattern that is not a valid regular expression still matches as a substring;
+    if it matches nothing at all it is refused, since it is surely a typo.
     """
     if not patterns or frame["class_name"].isna().all():
         return frame
     names = sorted(frame["class_name"].dropna().unique())
+    for pattern in patterns:
+        error = _regex_error(pattern)
+        if error is not None and not any(pattern in name for name in names):
+            raise InputError(
+                f"The group filter {pattern!r} is not a valid regular expression ({error}) nor part of "
+                "a class name; escape special characters with a backslash (for example 'c\\+\\+')."
+            )
     chosen = [name for name in names if any(_matches(name, p) for p in patterns)]
     if not chosen:
         raise InputError(
             f"The group filter {patterns} matches none of the {len(names)} classes; "
-            f"the classes are: {', '.join(names)}."
+            f"the classes are: {', '.join(names)}; pass --groups with no value to take every class."
         )
     return frame[frame["class_name"].isin(chosen)]
 
@@ -77,10 +94,14 @@ def sample_per_class(frame: pd.DataFrame, per_class: int, *, seed: int) -> pd.Da
 
 
 def sample_corpus(frame: pd.DataFrame, settings: SamplingSettings, *, seed: int) -> pd.DataFrame:
-    """:func:`select_groups` then :func:`sample_per_class`."""
+    """:func:`select_groups` then :func:`sample_per_class`.
+
+    Unset fields take everything; the flow first fills them in for its source
+    (:meth:`tasks.config.SamplingSettings.resolved`).
+    """
     if frame.empty:
         raise InputError("No posts are left after cleaning; check the corpus and --max-chars.")
-    return sample_per_class(select_groups(frame, settings.groups), settings.per_class, seed=seed)
+    return sample_per_class(select_groups(frame, settings.groups or []), settings.per_class or 0, seed=seed)
 
 
 @task(name="sample", task_run_name="sample")

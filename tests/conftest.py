@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -77,3 +78,26 @@ def tiny_corpus() -> pd.DataFrame:
             "label": [c for c, _ in rows],
         }
     )
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A real 1 MiB tmpfs (needs mount rights: root with CAP_SYS_ADMIN); skips where that is refused."""
+
+    def mount(*options: str) -> Path:
+        point = tmp_path / f"mnt{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", ",".join(["size=1m", *options]), "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    mounted: list[Path] = []
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)

@@ -63,6 +63,15 @@ def corpus_file(tmp_path: Path, frame: pd.DataFrame, name: str = "corpus.csv") -
     return path
 
 
+def jsonl_with(tmp_path: Path, frame: pd.DataFrame, row: int, line: str) -> Path:
+    """The corpus as JSONL with its line ``row`` (from 0) replaced by ``line``."""
+    path = corpus_file(tmp_path, frame, "corpus.jsonl")
+    lines = path.read_text().splitlines()
+    lines[row] = line
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def truncated_archive(tmp_path: Path, archive: Path) -> Path:
     path = tmp_path / "truncated.tar.gz"
     with archive.open("rb") as source:
@@ -186,12 +195,62 @@ CASES = [
         "No posts are left after cleaning",
     ),
     (
+        "corpus-is-a-folder",
+        lambda t, a, c: {"source": SourceSettings(corpus=(t / "posts.csv", (t / "posts.csv").mkdir())[0])},
+        "posts.csv is a folder; pass the corpus file itself with --corpus.",
+    ),
+    (
+        "corpus-texts-are-lists",
+        lambda t, a, c: {
+            "source": SourceSettings(
+                corpus=corpus_file(t, c.assign(text=[[w] for w in c["text"]]), "lists.parquet")
+            )
+        },
+        "lists.parquet holds a list in row 1, not a text",
+    ),
+    (
+        "corpus-text-is-a-json-object",
+        lambda t, a, c: {"source": SourceSettings(corpus=jsonl_with(t, c, 2, '{"text": {"body": "x"}}'))},
+        "holds an object in row 3, not a text; store each text as a string",
+    ),
+    (
+        "corpus-broken-jsonl-line",
+        lambda t, a, c: {"source": SourceSettings(corpus=jsonl_with(t, c, 4, '{"text": "unterminated}'))},
+        "Line 5 of the corpus ",
+    ),
+    (
+        "corpus-blank-id",
+        lambda t, a, c: {
+            "source": SourceSettings(
+                corpus=corpus_file(t, c.assign(id=["a", "b", " ", *c["id"][3:]])), id_column="id"
+            )
+        },
+        "corpus.csv is blank in row 3; give every row an id, or leave --id-column out",
+    ),
+    (
+        "corpus-csv-with-an-unquoted-separator",
+        lambda t, a, c: {
+            "source": SourceSettings(
+                corpus=(t / "ragged.csv", (t / "ragged.csv").write_text("id,text,label\nd1,one, two,x\n"))[0]
+            )
+        },
+        "could not be read as CSV with the separator ',' (line 2 has 4 fields, the header 3); quote texts",
+    ),
+    (
+        "group-filter-is-a-broken-regex",
+        lambda t, a, c: {
+            "source": SourceSettings(corpus=corpus_file(t, c)),
+            "sampling": SamplingSettings(groups=["space", "med[icine"]),
+        },
+        "The group filter 'med[icine' is not a valid regular expression (unterminated character set",
+    ),
+    (
         "group-filter-matches-nothing",
         lambda t, a, c: {
             "source": SourceSettings(corpus=corpus_file(t, c)),
             "sampling": SamplingSettings(groups=["politics"]),
         },
-        "The group filter ['politics'] matches none of the 3 classes; the classes are: crypto, medicine, space.",
+        "The group filter ['politics'] matches none of the 3 classes; the classes are: crypto, medicine, space; pass --groups with no value to take every class.",
     ),
     (
         "per-class-larger-than-a-class",
@@ -414,6 +473,8 @@ def test_cli_prints_the_sentence_without_a_traceback_and_exits_non_zero(tmp_path
     assert result.returncode == 2
     assert "error: The class 'crypto' has only 4 posts after cleaning" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    # Printed once: Prefect's own log lines repeating the failure are silenced in the command line.
+    assert (result.stderr + result.stdout).count("has only 4 posts after cleaning") == 1, result.stderr
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [".runs.lock"]
 
 

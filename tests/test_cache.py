@@ -10,11 +10,14 @@ import textwrap
 import warnings
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from tasks.embed.__main__ import main as cache_main
-from tasks.embed.cache import CacheWarning, EmbeddingCache, prune, summarise, text_keys
+from tasks.embed.cache import CacheWarning, EmbeddingCache, checksum, prune, summarise, text_keys
 
 IDENTITY = {"embedder": "toy", "model": "toy-model", "dimensions": 4}
 
@@ -194,3 +197,86 @@ def test_two_processes_sharing_a_cache_leave_it_consistent(tmp_path):
     assert not list(store.folder.glob(".tmp-*"))
     assert sum(pq.ParquetFile(p).metadata.num_rows for p in store.folder.glob("part-*.parquet")) == 240
     np.testing.assert_allclose(vectors, embedder.embed(texts), atol=1e-5)
+
+
+def tampered(path, change) -> None:
+    """Rewrite a part with ``change`` applied to its vectors, keeping its metadata: it still parses."""
+    table = pq.read_table(path)
+    vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    changed = change(vectors.astype(np.float32))
+    column = pa.FixedSizeListArray.from_arrays(pa.array(changed.ravel()), changed.shape[1])
+    pq.write_table(pa.Table.from_arrays([table.column("text_sha256"), column], schema=table.schema), path)
+
+
+def test_a_part_whose_vectors_were_changed_is_reported_by_name_and_its_texts_are_missed(store):
+    good, changed = text_keys(["good"]), text_keys(["changed", "also changed"])
+    store.add(good, toy_vectors(good))
+    path = store.add(changed, toy_vectors(changed))
+    tampered(path, lambda v: v + np.float32(1e-3))
+    with pytest.warns(CacheWarning, match=rf"skipping unreadable part {path.name} .*checksum") as caught:
+        found, vectors = store.lookup(np.concatenate([good, changed]))
+    assert len([w for w in caught if issubclass(w.category, CacheWarning)]) == 1
+    assert found.tolist() == [True, False, False]
+    np.testing.assert_array_equal(vectors, toy_vectors(good))
+    assert prune(store.folder.parent, unreadable=True) == [path]
+
+
+def test_an_untouched_part_passes_its_checksum_silently(store):
+    keys = text_keys([f"text {i}" for i in range(50)])
+    store.add(keys, toy_vectors(keys))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found, vectors = store.lookup(keys)
+    assert found.all()
+    np.testing.assert_array_equal(vectors, toy_vectors(keys))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rows=st.integers(1, 20),
+    row=st.integers(0, 19),
+    column=st.integers(0, 3),
+    delta=st.floats(1e-6, 1e6, allow_nan=False) | st.floats(-1e6, -1e-6, allow_nan=False),
+)
+def test_any_changed_value_fails_the_checksum(rows, row, column, delta):
+    keys = text_keys([f"t{i}" for i in range(rows)])
+    vectors = toy_vectors(keys)
+    changed = vectors.copy()
+    changed[row % rows, column] += np.float32(delta)
+    assume(not np.array_equal(changed, vectors))
+    assert checksum(keys, changed) != checksum(keys, vectors)
+    assert checksum(keys, vectors) == checksum(keys.copy(), vectors.copy())
+
+
+def test_a_read_only_cache_folder_is_read_and_warns_once_that_nothing_is_stored(small_mount):
+    disk = small_mount()
+    keys = text_keys(["stored before", "new"])
+    EmbeddingCache.open(disk, IDENTITY).add(keys[:1], toy_vectors(keys[:1]))
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store = EmbeddingCache.open(disk, IDENTITY)
+        found, vectors = store.lookup(keys)
+        assert store.add(keys[1:], toy_vectors(keys[1:])) is None
+        assert store.add(keys[1:], toy_vectors(keys[1:])) is None
+    messages = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+    assert len(messages) == 1, messages
+    assert "cannot write to" in messages[0] and "(Read-only file system)" in messages[0]
+    assert found.tolist() == [True, False]
+    np.testing.assert_array_equal(vectors, toy_vectors(keys[:1]))
+
+
+def test_a_full_cache_folder_warns_once_and_stores_nothing_more(small_mount):
+    disk = small_mount()
+    store = EmbeddingCache.open(disk, IDENTITY)
+    (disk / "filler").write_bytes(b"\0" * (2**20 - 64 * 1024))  # leaves room for a name, not for a part
+    keys = text_keys([f"text {i}" for i in range(5000)])
+    vectors = np.random.default_rng(0).random((5000, 4), dtype=np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert store.add(keys, vectors) is None
+        assert store.add(keys, vectors) is None
+    messages = [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
+    assert len(messages) == 1, messages
+    assert "No space left on device" in messages[0] and "not stored for the rest of this run" in messages[0]
+    assert not list(store.folder.glob("part-*")) and not list(store.folder.glob(".tmp-*"))

@@ -6,6 +6,7 @@ import inspect
 import os
 import subprocess
 import sys
+import time
 import typing
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def expected_flags() -> dict[str, str]:
         for field, default in defaults.items():
             shown = "none" if default is None else " ".join(default) if isinstance(default, list) else default
             expected["--" + field.replace("_", "-")] = f"[default: {shown}]"
+    # These depend on the source: the tutorial's sample of 20 Newsgroups, a user's corpus whole.
+    expected["--groups"] = "[default: sci for 20 Newsgroups, none with --corpus]"
+    expected["--per-class"] = "[default: 150 for 20 Newsgroups, 0 with --corpus]"
     return expected
 
 
@@ -179,3 +183,80 @@ def test_an_invalid_value_is_an_input_error_naming_the_flag(argv, flag):
 
 def test_the_largest_seed_numpy_accepts_is_accepted():
     assert parse("--seed", str(2**32 - 1))["seed"] == 2**32 - 1
+
+
+def test_an_abbreviated_flag_is_refused_not_guessed(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse("--per-clas", "3")
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --per-clas 3" in capsys.readouterr().err
+
+
+def test_sampling_defaults_are_the_tutorials_for_20_newsgroups_and_everything_for_a_corpus():
+    assert SamplingSettings().resolved(SourceSettings()) == SamplingSettings(groups=["sci"], per_class=150)
+    mine = SourceSettings(corpus=Path("posts.csv"))
+    assert SamplingSettings().resolved(mine) == SamplingSettings(groups=[], per_class=0)
+    assert SamplingSettings(per_class=5).resolved(mine) == SamplingSettings(groups=[], per_class=5)
+    assert SamplingSettings(groups=[]).resolved(SourceSettings()) == SamplingSettings(
+        groups=[], per_class=150
+    )
+
+
+def file_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "results.txt").write_text("a file")
+    return [
+        (["--corpus", str(tmp_path / "folder.csv")], "folder.csv is a folder; pass the corpus file itself"),
+        (["--corpus", str(tmp_path / "none.csv")], "none.csv does not exist; check the --corpus path"),
+        (["--corpus", str(tmp_path / "notes.txt")], "must be a .csv, .parquet or .jsonl file; got '.txt'"),
+        (["--archive", str(tmp_path / "none.tar.gz")], "none.tar.gz does not exist; pass the path of"),
+        (
+            ["--output-dir", str(tmp_path / "results.txt")],
+            "results.txt is a file; pass an --output-dir that is",
+        ),
+        (
+            ["--output-dir", str(tmp_path / "results.txt" / "runs")],
+            f"lies under the file {tmp_path / 'results.txt'}; pass an --output-dir",
+        ),
+        (["--run-name", "r" * 256], "--run-name: String should have at most 255 characters"),
+        (["--csv-separator", ";;"], "--csv-separator: String should have at most 1 character"),
+    ]
+
+
+def test_a_wrong_file_or_flag_is_refused_with_one_line_in_under_3_s_before_prefect_starts(tmp_path, capsys):
+    from flows.cli import main
+
+    for argv, expected in file_cases(tmp_path):
+        started = time.monotonic()
+        status = main(
+            newsgroups,
+            [*argv, "--output-dir", str(tmp_path / "runs")] if "--output-dir" not in argv else argv,
+        )
+        took = time.monotonic() - started
+        err = capsys.readouterr().err
+        assert status == 2, argv
+        assert took < 3, f"{argv}: {took:.1f} s"
+        assert expected in err, err
+        assert err.count("error: ") == 1 and err.startswith("error: "), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_command_refuses_a_folder_as_corpus_without_starting_prefect(tmp_path):
+    (tmp_path / "posts.csv").mkdir()
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.newsgroups", "--corpus", str(tmp_path / "posts.csv")],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    took = time.monotonic() - started
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"error: The corpus {tmp_path / 'posts.csv'} is a folder; pass the corpus file itself with --corpus.\n"
+    )
+    assert "Starting temporary server" not in result.stdout
+    print(f"refused in {took:.1f} s, imports included")

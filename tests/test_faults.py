@@ -260,29 +260,6 @@ def test_writes_that_hit_a_file_size_limit_fail_clearly_and_leave_no_file(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture
-def small_mount(tmp_path):
-    """A real 1 MiB tmpfs (needs mount rights: root with CAP_SYS_ADMIN); skips where that is refused."""
-
-    def mount(*options: str) -> Path:
-        point = tmp_path / f"mnt{len(mounted)}"
-        point.mkdir()
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", ",".join(["size=1m", *options]), "tmpfs", str(point)],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
-        mounted.append(point)
-        return point
-
-    mounted: list[Path] = []
-    yield mount
-    for point in mounted:
-        subprocess.run(["umount", "-l", str(point)], check=False)
-
-
 def test_a_full_disk_fails_the_run_clearly_and_leaves_no_half_written_parquet(small_mount, tmp_path):
     disk = small_mount()
     # About 2 MB of texts that do not compress: more than the 1 MiB disk holds.

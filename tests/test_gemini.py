@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import urllib.request
 
@@ -97,6 +98,16 @@ def test_a_429_is_retried_after_the_retry_delay_it_carries(gemini):
     stats = tally.counts
     assert stats["requests"] == 2 and stats["retries"] == 1
     assert stats["throttled_s"] >= 0.5
+
+
+def test_the_retry_log_states_the_wait_that_really_happens_when_pacing_holds_requests(gemini, caplog):
+    server = gemini(faults=["429"], retry_delay="1.5s")
+    with caplog.at_level(logging.WARNING, logger="tasks.embed._gemini"):
+        fast(retry_backoff_s=0.01).embed(texts_(5))
+    (stated,) = [float(m) for m in re.findall(r"retrying in ([0-9.]+) s", caplog.text)]
+    waited = server.request_times[1] - server.request_times[0]
+    assert stated >= 1.4 and abs(waited - stated) < 0.3, (stated, waited, caplog.text)
+    assert "pacing holds requests 1.5 s, the service asks for 1.5 s" in caplog.text
 
 
 def test_server_errors_and_timeouts_are_retried_until_the_batch_succeeds(gemini, caplog):

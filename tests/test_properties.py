@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tasks.clean import clean_corpus, clean_text
 from tasks.config import CleaningSettings
 from tasks.errors import InputError
-from tasks.ingest import as_text, load_corpus
+from tasks.ingest import SEPARATORS, as_text, load_corpus
 from tasks.layout import DOCUMENTS_SCHEMA, write_table
 from tasks.sample import sample_per_class
 
@@ -141,3 +141,22 @@ def test_different_seeds_draw_different_samples_of_a_large_class(size, seed):
     drawn = {tuple(sample_per_class(frame, size, seed=s)["doc_id"]) for s in (seed, seed + 1, seed + 2)}
     # Three draws of `size` from 3*size items: all equal has probability below 1/C(3*size, size)^2.
     assert len(drawn) > 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    separator=st.sampled_from(list(SEPARATORS)),
+    texts=st.lists(
+        st.text(st.characters(codec="utf-8", exclude_characters="\r"), min_size=1, max_size=60),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_a_csv_with_any_of_the_usual_separators_loads_without_being_told_which(separator, texts):
+    frame = pd.DataFrame({"id": [f"d{i}" for i in range(len(texts))], "text": texts, "label": "a"})
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "corpus.csv"
+        frame.to_csv(path, index=False, sep=separator)
+        loaded = load_corpus(path, id_column="id")
+    assert loaded["doc_id"].tolist() == frame["id"].tolist()
+    assert loaded["text"].tolist() == texts

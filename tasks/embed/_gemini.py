@@ -335,13 +335,17 @@ class GeminiEmbedder(Embedder):
             if hint is not None:
                 self.limiter.pause(hint)
             delay = self._backoff(attempt)
+            # The retry sleeps its backoff, then queues behind the pacing, which a 429 may hold back longer.
+            held = self.limiter.wait_s()
             log.warning(
-                "embed: gemini %s on attempt %d of %d; retrying in %.1f s%s",
+                "embed: gemini %s on attempt %d of %d; retrying in %.1f s (backoff %.1f s%s%s)",
                 reason,
                 attempt,
                 self.max_attempts,
+                max(delay, held),
                 delay,
-                f" (the service asks for {hint:.1f} s)" if hint is not None else "",
+                f", pacing holds requests {held:.1f} s" if held > delay else "",
+                f", the service asks for {hint:.1f} s" if hint is not None else "",
             )
             count(retries=1, backoff_s=delay)
             time.sleep(delay)

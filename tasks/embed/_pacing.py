@@ -46,6 +46,11 @@ class RateLimiter:
             self._sleep(start - now)
         return start - now
 
+    def wait_s(self) -> float:
+        """Seconds a request asking now would wait before it may start (0: it may start at once)."""
+        with self._lock:
+            return max(0.0, self._free_at - self._clock())
+
     def pause(self, seconds: float) -> None:
         """Let no request start for ``seconds`` (a 429's ``retryDelay`` applies to the whole quota)."""
         with self._lock:

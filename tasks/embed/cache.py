@@ -14,7 +14,11 @@ are only ever added, each under a unique name and renamed into place once
 complete (:func:`tasks.layout.atomic_path`), so runs sharing a cache, even at
 the same time, cannot corrupt it, and a killed run loses only the batches it
 had in flight. A file that cannot be read, or that belongs to another identity,
-is reported with :class:`CacheWarning` and skipped, never trusted.
+is reported with :class:`CacheWarning` and skipped, never trusted. Each part
+carries a sha256 of its keys and vectors, so a part whose bytes were changed
+but still parse is reported and skipped too (its texts are embedded again). A
+folder that cannot be written (read-only, full) is still read; new vectors
+are then not stored, after one warning.
 
 Maintenance: ``python -m tasks.embed --cache-dir DIR`` prints the size per
 model; ``--prune MODEL``, ``--prune-all`` and ``--prune-unreadable`` delete.
@@ -22,10 +26,12 @@ model; ``--prune MODEL``, ``--prune-all`` and ``--prune-unreadable`` delete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import shutil
+import threading
 import time
 import uuid
 import warnings
@@ -38,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.errors import NewsgroupsWarning, OutputError
+from tasks.errors import NewsgroupsWarning
 from tasks.layout import TMP_PREFIX, atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -50,8 +56,15 @@ KEY = "text_sha256"
 VECTOR = "embedding"
 # Parts carry their folder's identity hash, so a part copied into the wrong folder is foreign.
 IDENTITY_METADATA = b"newsgroups-cache-identity"
+# sha256 of a part's key bytes then vector bytes (float32, C order); parts written before it have none.
+CHECKSUM_METADATA = b"newsgroups-cache-sha256"
 # A temporary file this old is not a write in progress but the leftover of a killed run.
 STALE_TMP_SECONDS = 3600
+
+# Folders this process failed to write to: each warns once, then is only read.
+_unwritable: set[Path] = set()
+_lock = threading.Lock()
+_stored = {"texts": 0}
 
 
 class CacheWarning(NewsgroupsWarning):
@@ -76,6 +89,18 @@ def identity_hash(identity: dict[str, Any]) -> str:
     """A short, stable hash of ``identity`` (canonical JSON): the identity's folder name."""
     canonical = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def texts_stored() -> int:
+    """How many vectors this process has stored in any cache (what an interrupted run keeps)."""
+    return _stored["texts"]
+
+
+def checksum(keys: np.ndarray, vectors: np.ndarray) -> str:
+    """Hex sha256 of ``keys`` (``S32``) then ``vectors`` (float32, C order): a part's fingerprint."""
+    digest = hashlib.sha256(np.ascontiguousarray(keys, dtype="S32").tobytes())
+    digest.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    return digest.hexdigest()
 
 
 def _warn(message: str) -> None:
@@ -138,6 +163,20 @@ class EmbeddingCache:
         if found != identity:
             _warn(f"{path} describes other vectors than its folder name says; embedding without the cache.")
             return None
+        _unwritable.discard(folder)
+        probe = folder / f"{TMP_PREFIX}probe-{uuid.uuid4().hex}"
+        try:
+            # A few bytes, not an empty file: a full disk still has room for a name.
+            probe.write_bytes(b"\0" * 4096)
+        except OSError as error:
+            _unwritable.add(folder)
+            _warn(
+                f"cannot write to {folder} ({error.strerror or error}); vectors stored there are "
+                "used, new ones are not stored."
+            )
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink(missing_ok=True)
         return cls(folder, identity)
 
     @property
@@ -161,6 +200,16 @@ class EmbeddingCache:
         ):
             raise ValueError(f"foreign schema or owner ({schema.names}, {vector_type}, {owner!r})")
         return _keys_from_arrow(handle.read(columns=[KEY]).column(KEY))
+
+    def _read_vectors(self, path: Path, keys: np.ndarray) -> np.ndarray:
+        """The vectors of one part whose keys are ``keys``, after checking the part's checksum."""
+        table = pq.read_table(path, columns=[VECTOR])
+        column = table.column(VECTOR).combine_chunks()
+        block = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
+        expected = (table.schema.metadata or {}).get(CHECKSUM_METADATA)
+        if expected is not None and checksum(keys, block) != expected.decode():
+            raise ValueError("its keys or vectors do not match their checksum: the file was changed")
+        return block
 
     def _scan(self) -> list[tuple[Path, np.ndarray]]:
         parts = []
@@ -204,16 +253,17 @@ class EmbeddingCache:
         vectors: np.ndarray | None = None
         wanted = np.flatnonzero(found)
         for index in np.unique(part_of[source]):
-            path, _ = parts[index]
+            path, part_keys = parts[index]
             mine = part_of[source] == index
             try:
-                column = pq.read_table(path, columns=[VECTOR]).column(VECTOR).combine_chunks()
-                block = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
+                block = self._read_vectors(path, part_keys)
             except FileNotFoundError:
                 found[wanted[mine]] = False
                 continue
             except (OSError, ValueError, pa.ArrowException) as error:
-                _warn(f"skipping unreadable part {path.name} in {self.folder} ({error}).")
+                _warn(
+                    f"skipping unreadable part {path.name} in {self.folder} ({error}); its texts are embedded again."
+                )
                 found[wanted[mine]] = False
                 continue
             if vectors is None:
@@ -226,25 +276,41 @@ class EmbeddingCache:
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> Path | None:
         """Store ``vectors`` (float32, (n, dimensions)) under ``keys`` as one new part file.
 
-        A part that cannot be written is reported with :class:`CacheWarning`
-        (those texts are embedded again next time); returns the part's path, or None.
+        A part that cannot be written is reported with :class:`CacheWarning`, once
+        per folder, and nothing more is stored there in this process (those texts
+        are embedded again next time); returns the part's path, or None.
         """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if len(keys) != len(vectors):
             raise ValueError(f"{len(keys)} keys but {len(vectors)} vectors.")
+        if self.folder in _unwritable:
+            return None
         column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])
         schema = pa.schema(
             [(KEY, pa.binary(32)), (VECTOR, column.type)],
-            metadata={IDENTITY_METADATA: self.folder.name.encode()},
+            metadata={
+                IDENTITY_METADATA: self.folder.name.encode(),
+                CHECKSUM_METADATA: checksum(keys, vectors).encode(),
+            },
         )
         table = pa.Table.from_arrays([_keys_to_arrow(keys), column], schema=schema)
         path = self.folder / f"part-{uuid.uuid4().hex}.parquet"
         try:
             with atomic_path(path) as tmp:
                 pq.write_table(table, tmp)
-        except OutputError as error:
-            _warn(f"could not store {len(keys)} vectors ({error}).")
+        except OSError as error:
+            # Warn once per folder: every later batch would fail the same way.
+            with _lock:
+                first = self.folder not in _unwritable
+                _unwritable.add(self.folder)
+            if first:
+                _warn(
+                    f"could not store {len(keys)} vectors in {self.folder} ({error}); "
+                    "new vectors are not stored for the rest of this run."
+                )
             return None
+        with _lock:
+            _stored["texts"] += len(keys)
         return path
 
 
@@ -319,7 +385,7 @@ def _prune_unreadable(folder: Path) -> list[Path]:
         stale = path.name.startswith(TMP_PREFIX) and time.time() - path.stat().st_mtime > STALE_TMP_SECONDS
         if path.match(PART_GLOB):
             try:
-                store._read_keys(path)
+                store._read_vectors(path, store._read_keys(path))
                 continue
             except (OSError, ValueError, KeyError, pa.ArrowException):
                 pass

@@ -1,0 +1,93 @@
+"""A user's own corpus is taken on its own terms: every class and row by default, the README's commands work."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows.newsgroups import newsgroups
+from tasks.config import EmbeddingSettings, MapSettings, OutputSettings, SamplingSettings, SourceSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+TOPICS = {
+    "space": "The rocket {i} reached orbit and the shuttle docked with the station",
+    "med": "The patient {i} needed insulin and the doctor prescribed a vaccine",
+    "crypto": "The cipher {i} uses a public key and the encryption resists attack",
+    "autos": "The engine {i} of the car needs new brakes and a tyre change",
+}
+
+
+def readme_commands(section: str) -> list[str]:
+    """The ``python -m flows.newsgroups`` lines of the bash blocks in the README section ``section``."""
+    text = (ROOT / "README.md").read_text()
+    body = text.split(f"### {section}\n", 1)[1].split("\n#", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", body, flags=re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.startswith("python -m ")]
+
+
+def posts(n_per_topic: int) -> pd.DataFrame:
+    rows = [(topic, text.format(i=i)) for topic, text in TOPICS.items() for i in range(n_per_topic)]
+    return pd.DataFrame({"topic": [t for t, _ in rows], "body": [b for _, b in rows]})
+
+
+def test_a_corpus_is_taken_whole_by_default(tmp_path):
+    path = tmp_path / "posts.csv"
+    posts(5).to_csv(path, index=False)
+    manifest = newsgroups(
+        source=SourceSettings(corpus=path, text_column="body", label_column="topic"),
+        embedding=EmbeddingSettings(embedder="tfidf"),
+        mapping=MapSettings(reducer="pca"),
+        output=OutputSettings(output_dir=tmp_path / "runs"),
+    )
+    assert manifest["counts"]["sampled"] == 20 and manifest["counts"]["classes"] == 4
+    assert manifest["parameters"]["sampling"] == {"groups": [], "per_class": 0}
+
+
+def test_a_corpus_can_still_be_narrowed_as_20_newsgroups_is(tmp_path):
+    path = tmp_path / "posts.csv"
+    posts(5).to_csv(path, index=False)
+    manifest = newsgroups(
+        source=SourceSettings(corpus=path, text_column="body", label_column="topic"),
+        sampling=SamplingSettings(groups=["space", "med"], per_class=3),
+        embedding=EmbeddingSettings(embedder="tfidf"),
+        mapping=MapSettings(reducer="pca"),
+        output=OutputSettings(output_dir=tmp_path / "runs"),
+    )
+    assert manifest["counts"]["sampled"] == 6 and manifest["counts"]["classes"] == 2
+
+
+@pytest.mark.slow
+def test_the_readme_own_corpus_commands_run_verbatim(tmp_path):
+    commands = readme_commands("Your own corpus")
+    assert commands, "the README's own-corpus section has no command"
+    posts(15).to_csv(tmp_path / "posts.csv", index=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),  # as if installed: the command runs in the user's folder
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240",
+        "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("PREFECT_API_URL", None)
+    for command in commands:
+        argv = command.split()
+        result = subprocess.run(
+            [sys.executable, *argv[1:]],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+        )
+        assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
+    (manifest,) = [json.loads(p.read_text()) for p in (tmp_path / "artifacts").glob("*/manifest.json")]
+    assert manifest["counts"]["sampled"] == 60 and manifest["counts"]["classes"] == 4
