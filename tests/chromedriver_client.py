@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--window-size=1400,1800",
 ]
+OFFLINE_ARGS = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>"]
+"""Send every request, localhost included, to a closed port: a page that fetches anything fails."""
+WEBGL_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+"""Software WebGL, which headless Chromium without a GPU no longer enables on its own."""
 
 
 def chromium_available() -> bool:
@@ -38,8 +42,8 @@ def chromium_available() -> bool:
 class WebDriver:
     """One chromedriver process and one browser session; use it as a context manager."""
 
-    def __init__(self, *, profile: Path, timeout: float = 60) -> None:
-        self.profile, self.timeout = profile, timeout
+    def __init__(self, *, profile: Path, timeout: float = 60, args: Sequence[str] = ()) -> None:
+        self.profile, self.timeout, self.args = profile, timeout, list(args)
 
     def __enter__(self) -> WebDriver:
         with socket.socket() as sock:
@@ -53,7 +57,7 @@ class WebDriver:
             self.wait_until(self._ready, what="chromedriver to start")
             options = {
                 "binary": shutil.which("chromium"),
-                "args": [*CHROMIUM_ARGS, f"--user-data-dir={self.profile}"],
+                "args": [*CHROMIUM_ARGS, *self.args, f"--user-data-dir={self.profile}"],
             }
             session = self._call(
                 "POST", "/session", {"capabilities": {"alwaysMatch": {"goog:chromeOptions": options}}}
@@ -130,6 +134,11 @@ class WebDriver:
     def click(self, css: str) -> None:
         element = self.wait_until(lambda: self._find(css), what=f"an element {css!r}")
         self._call("POST", f"{self._session}/element/{element}/click", {})
+
+    def type(self, css: str, text: str) -> None:
+        """Type ``text`` into the element ``css``, key by key, as a user would."""
+        element = self.wait_until(lambda: self._find(css), what=f"an element {css!r}")
+        self._call("POST", f"{self._session}/element/{element}/value", {"text": text})
 
     def _find(self, css: str) -> str | None:
         response = self._http.post(f"{self._session}/element", json={"using": "css selector", "value": css})
