@@ -185,7 +185,7 @@ DATA = "var gd = document.getElementById('map');"
 @pytest.mark.skipif(not chromium_available(), reason="needs chromium and chromedriver (Debian packages)")
 def test_the_page_draws_hovers_searches_and_toggles_offline(real_map, tmp_path):
     points = real_map.points
-    path = render_map_html(real_map, tmp_path / "map.html", title="20 Newsgroups, sci: map of 600 posts")
+    path = render_map_html(real_map, tmp_path / "map.html", title=f"20 Newsgroups, sci groups: {len(points)} posts")
     # A post with a word in its subject that few others hold, to search for.
     post = points.loc[points["subject"].str.contains("Clipper", case=False)].iloc[0]
     word = "clipper"
@@ -196,6 +196,7 @@ def test_the_page_draws_hovers_searches_and_toggles_offline(real_map, tmp_path):
 
     browser = WebDriver(profile=tmp_path / "profile", args=[*OFFLINE_ARGS, *WEBGL_ARGS], log_network=True)
     with browser:
+        browser.resize(1400, 1000)
         browser.open(path.as_uri())
         browser.wait_for("return window.mapRenderedAt || null", lambda value: value is not None)
         drawn = browser.run(DATA + "return gd.data.filter(t => t.visible !== false).map(t => t.x.length);")
@@ -206,14 +207,6 @@ def test_the_page_draws_hovers_searches_and_toggles_offline(real_map, tmp_path):
             + "return gd.data.filter(t => t.visible !== false).flatMap(t => t.customdata || []).map(c => c[2]);"
         )
         assert html.escape(post["subject"]) in hover
-        # The hover label really drawn when the pointer is over the post.
-        browser.run(DATA + f"Plotly.Fx.hover(gd, {{xval: {post['x']}, yval: {post['y']}}});")
-        label = browser.wait_for(
-            "return [...document.querySelectorAll('.hoverlayer .hovertext')].map(e => e.textContent).join(' ')",
-            lambda text: bool(text),
-        )
-        assert post["subject"] in label and post["cluster_label"] in label
-
         browser.type("#search", word)
         count = browser.wait_for(
             "return document.getElementById('search-count').textContent", lambda text: bool(text)
@@ -224,15 +217,21 @@ def test_the_page_draws_hovers_searches_and_toggles_offline(real_map, tmp_path):
         )
         assert len(matches) == expected
         assert [round(float(post["x"]), 3), round(float(post["y"]), 3)] in matches
-        browser.resize(1400, 1000)
+        # The hover label really drawn when the pointer is over the post.
+        browser.run(DATA + f"Plotly.Fx.hover(gd, {{xval: {post['x']}, yval: {post['y']}}});")
+        label = browser.wait_for(
+            "return [...document.querySelectorAll('.hoverlayer .hovertext')].map(e => e.textContent).join(' ')",
+            lambda text: bool(text),
+        )
+        assert post["subject"] in label and post["cluster_label"] in label
+
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         browser.screenshot(SCREENSHOT)
 
         legend = "return [...document.querySelectorAll('.legendtext')].map(e => e.textContent)"
         assert browser.run(legend) == list(real_map.cluster_colours)
         browser.click(".updatemenu-button:nth-of-type(2)")
-        shown = browser.wait_for(legend, lambda names: names == list(real_map.class_colours))
-        assert set(real_map.class_colours) == set(shown)
+        browser.wait_for(legend, lambda names: names == list(real_map.class_colours))
         colours = browser.run(
             DATA + "return gd.data.filter(t => t.visible === true).map(t => t.marker.color);"
         )
