@@ -31,6 +31,8 @@ from tasks.layout import atomic_path
 from tasks.mapdata import MapData
 
 HOVER_LINE_CHARS = 70
+WEBGL_FROM = 5_000
+"""Draw maps of this many points or more with WebGL: SVG is quicker below (no WebGL start-up), slower above."""
 HIGHLIGHT_COLOUR = "#111111"
 
 HOVER_TEMPLATE = (
@@ -106,16 +108,21 @@ def _hover_texts(points: pd.DataFrame) -> np.ndarray:
     return np.array(columns, dtype=object).T.reshape(len(points), 4)
 
 
+def _scatter(n_points: int) -> type[go.Scatter] | type[go.Scattergl]:
+    """The trace type for a map of ``n_points``: WebGL from :data:`WEBGL_FROM` points, SVG below."""
+    return go.Scattergl if n_points >= WEBGL_FROM else go.Scatter
+
+
 def _traces(
     points: pd.DataFrame, hover: np.ndarray, column: str, colours: dict[str, str], *, visible: bool
-) -> list[go.Scattergl]:
-    """One WebGL trace per legend entry of ``column``, in the legend's order."""
-    size = marker_size(len(points))
+) -> list[go.Scatter | go.Scattergl]:
+    """One trace per legend entry of ``column``, in the legend's order."""
+    size, scatter = marker_size(len(points)), _scatter(len(points))
     traces = []
     for name, colour in colours.items():
         rows = np.flatnonzero((points[column] == name).to_numpy())
         traces.append(
-            go.Scattergl(
+            scatter(
                 x=np.round(points["x"].to_numpy(np.float64)[rows], 3).tolist(),
                 y=np.round(points["y"].to_numpy(np.float64)[rows], 3).tolist(),
                 customdata=hover[rows].tolist(),
@@ -141,7 +148,7 @@ def map_figure(data: MapData) -> go.Figure:
     by_class = (
         _traces(points, hover, "class_name", data.class_colours, visible=False) if data.labelled else []
     )
-    highlight = go.Scattergl(
+    highlight = _scatter(len(points))(
         x=[],
         y=[],
         mode="markers",

@@ -13,7 +13,7 @@ from plotly.offline import get_plotlyjs_version
 
 from tasks.clean import clean_corpus
 from tasks.config import CleaningSettings
-from tasks.interactive import map_figure, map_html, render_map_html
+from tasks.interactive import WEBGL_FROM, map_figure, map_html, render_map_html
 from tasks.mapdata import NOISE, NOISE_COLOUR, MapData, prepare_map
 from tasks.names import name_clusters
 from tasks.sample import sample_per_class, select_groups
@@ -185,7 +185,9 @@ DATA = "var gd = document.getElementById('map');"
 @pytest.mark.skipif(not chromium_available(), reason="needs chromium and chromedriver (Debian packages)")
 def test_the_page_draws_hovers_searches_and_toggles_offline(real_map, tmp_path):
     points = real_map.points
-    path = render_map_html(real_map, tmp_path / "map.html", title=f"20 Newsgroups, sci groups: {len(points)} posts")
+    path = render_map_html(
+        real_map, tmp_path / "map.html", title=f"20 Newsgroups, sci groups: {len(points)} posts"
+    )
     # A post with a word in its subject that few others hold, to search for.
     post = points.loc[points["subject"].str.contains("Clipper", case=False)].iloc[0]
     word = "clipper"
@@ -248,3 +250,14 @@ def test_settings_in_the_page_name_the_cluster_traces_and_the_highlight():
     page = map_html(small_map(), title="Map")
     settings = json.loads(page.split("settings = ", 1)[1].split(";", 1)[0])
     assert settings == {"searched": [0, 1, 2, 3], "highlight": 7}
+
+
+def test_small_maps_are_drawn_in_svg_and_large_ones_with_webgl():
+    rng = np.random.default_rng(0)
+    n = WEBGL_FROM
+    coords = pd.DataFrame(
+        {"doc_id": [f"d{i}" for i in range(n)], "x": rng.normal(size=n), "y": rng.normal(size=n)}
+    )
+    large = prepare_map(coords, ["Subject\n\nbody"] * n, rng.integers(0, 3, n), reducer_label="PCA")
+    assert {trace.type for trace in map_figure(large).data} == {"scattergl"}
+    assert {trace.type for trace in map_figure(small_map()).data} == {"scatter"}
