@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import os
 import statistics
 import sys
 import tempfile
@@ -126,18 +127,41 @@ def render_bokeh(data: MapData, path: Path) -> Path:
     return path
 
 
-def first_render_s(path: Path, profile: Path, repeats: int) -> list[float]:
-    """Seconds from navigation start to the first frame after the plot is drawn, per load.
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of the running descendants of process ``root``, from /proc."""
+    parents, times = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        pid = int(stat.parent.name)
+        parents[pid], times[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+    tree, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def first_render_s(path: Path, profile: Path, repeats: int) -> list[tuple[float, float]]:
+    """Per load: seconds from navigation start to the first frame after the plot is drawn, and Chromium's CPU seconds.
 
     A fresh browser opens the page ``repeats`` times: the first load is the one
     a reader waits for; later ones reuse what Chromium cached (compiled script).
+    CPU seconds do not grow when other jobs share the cores, wall seconds do.
     """
     times = []
     with WebDriver(profile=profile, args=[*OFFLINE_ARGS, *WEBGL_ARGS], timeout=120) as browser:
         for _ in range(repeats):
             browser.open("about:blank")
+            before = cpu_seconds(browser.driver_pid)
             browser.open(path.as_uri())
-            times.append(browser.wait_for(RENDERED, lambda value: value is not None) / 1000)
+            wall = browser.wait_for(RENDERED, lambda value: value is not None) / 1000
+            times.append((wall, cpu_seconds(browser.driver_pid) - before))
             requests = browser.run("return performance.getEntriesByType('resource').map(e => e.name)")
             if requests:
                 raise RuntimeError(f"{path.name} fetched {requests}.")
@@ -153,28 +177,32 @@ def main() -> None:
         sys.exit("This benchmark needs chromium and chromedriver (Debian packages of those names).")
     renderers = {"plotly": lambda d, p: render_map_html(d, p, title="Map"), "bokeh": render_bokeh}
     rows = []
+    load_before = f"{os.getloadavg()[0]:.1f}"
     with tempfile.TemporaryDirectory() as folder:
         for n_points in args.points:
             data = synthetic_map(n_points)
             for library, render in renderers.items():
                 path = render(data, Path(folder) / f"{library}-{n_points}.html")
-                times = first_render_s(path, Path(folder) / f"profile-{library}-{n_points}", args.repeats)
+                loads = first_render_s(path, Path(folder) / f"profile-{library}-{n_points}", args.repeats)
+                later = loads[1:] or loads
+                median_wall = statistics.median(wall for wall, _ in later)
+                median_cpu = statistics.median(cpu for _, cpu in later)
                 rows.append(
-                    (
-                        library,
-                        n_points,
-                        path.stat().st_size / 1e6,
-                        times[0],
-                        statistics.median(times[1:] or times),
-                    )
+                    (library, n_points, path.stat().st_size / 1e6, *loads[0], median_wall, median_cpu)
                 )
     print(
         f"map.html, {date.today()}, headless Chromium (software WebGL), {args.repeats} loads in a fresh browser"
     )
-    print("| library | points | file size (MB) | first render, first load (s) | later loads, median (s) |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for library, n_points, size, first, later in rows:
-        print(f"| {library} | {n_points:,} | {size:.1f} | {first:.2f} | {later:.2f} |")
+    print(f"load average before: {load_before}, after: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+    print(
+        "| library | points | file size (MB) | first load: render (s) | CPU (s) "
+        "| later loads, median: render (s) | CPU (s) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for library, n_points, size, first, first_cpu, later, later_cpu in rows:
+        print(
+            f"| {library} | {n_points:,} | {size:.1f} | {first:.2f} | {first_cpu:.2f} | {later:.2f} | {later_cpu:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -40,26 +40,30 @@ HOVER_TEMPLATE = (
     "<br><br>%{customdata[3]}<extra></extra>"
 )
 
-# Runs once the plot is drawn: the search box, and the moment of first render for the benchmark.
+# Runs once the plot is drawn: notes the moment of first render (for the benchmark), wires the search box.
 SEARCH_SCRIPT = """
-var gd = document.getElementById('{plot_id}'), settings = __SETTINGS__;
+requestAnimationFrame(function () { window.mapRenderedAt = performance.now(); });
+var gd = document.getElementById('{plot_id}'), settings = __SETTINGS__, points = null;
 var entities = {'&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#x27;': "'"};
 var decode = function (s) { return s.replace(/<br>/g, ' ').replace(/&(amp|lt|gt|quot|#x27);/g, function (e) { return entities[e]; }); };
-var points = [];
-settings.searched.forEach(function (t) {
-  var trace = gd.data[t];
-  for (var i = 0; i < trace.x.length; i++) {
-    points.push({x: trace.x[i], y: trace.y[i], text: decode(trace.customdata[i][2] + ' ' + trace.customdata[i][3]).toLowerCase()});
-  }
-});
+// Built at the first search, not before the first render.
+var searchable = function () {
+  points = [];
+  settings.searched.forEach(function (t) {
+    var trace = gd.data[t];
+    for (var i = 0; i < trace.x.length; i++) {
+      points.push({x: trace.x[i], y: trace.y[i], text: decode(trace.customdata[i][2] + ' ' + trace.customdata[i][3]).toLowerCase()});
+    }
+  });
+  return points;
+};
 var input = document.getElementById('search'), count = document.getElementById('search-count');
 input.addEventListener('input', function () {
-  var word = input.value.trim().toLowerCase();
-  var hits = word ? points.filter(function (p) { return p.text.indexOf(word) >= 0; }) : [];
+  var word = input.value.trim().toLowerCase(), all = points || searchable();
+  var hits = word ? all.filter(function (p) { return p.text.indexOf(word) >= 0; }) : [];
   Plotly.restyle(gd, {x: [hits.map(function (p) { return p.x; })], y: [hits.map(function (p) { return p.y; })]}, [settings.highlight]);
-  count.textContent = word ? hits.length + ' of ' + points.length + ' posts' : '';
+  count.textContent = word ? hits.length + ' of ' + all.length + ' posts' : '';
 });
-requestAnimationFrame(function () { window.mapRenderedAt = performance.now(); });
 """
 
 PAGE = """<!DOCTYPE html>

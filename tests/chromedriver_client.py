@@ -48,6 +48,11 @@ class WebDriver:
     ) -> None:
         self.profile, self.timeout, self.args, self.log_network = profile, timeout, list(args), log_network
 
+    @property
+    def driver_pid(self) -> int:
+        """Process id of chromedriver; Chromium's processes are its descendants."""
+        return self._driver.pid
+
     def __enter__(self) -> WebDriver:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
