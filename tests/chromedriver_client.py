@@ -8,11 +8,12 @@ facts list (no sandbox, no GPU, no background networking, a fresh profile).
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--window-size=1400,1800",
 ]
+OFFLINE_ARGS = ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>"]
+"""Send every request, localhost included, to a closed port, so a page that fetches anything fails."""
+WEBGL_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+"""Software WebGL, which headless Chromium without a GPU no longer enables on its own."""
 
 
 def chromium_available() -> bool:
@@ -38,8 +43,15 @@ def chromium_available() -> bool:
 class WebDriver:
     """One chromedriver process and one browser session; use it as a context manager."""
 
-    def __init__(self, *, profile: Path, timeout: float = 60) -> None:
-        self.profile, self.timeout = profile, timeout
+    def __init__(
+        self, *, profile: Path, timeout: float = 60, args: Sequence[str] = (), log_network: bool = False
+    ) -> None:
+        self.profile, self.timeout, self.args, self.log_network = profile, timeout, list(args), log_network
+
+    @property
+    def driver_pid(self) -> int:
+        """Process id of chromedriver; Chromium's processes are its descendants."""
+        return self._driver.pid
 
     def __enter__(self) -> WebDriver:
         with socket.socket() as sock:
@@ -53,11 +65,14 @@ class WebDriver:
             self.wait_until(self._ready, what="chromedriver to start")
             options = {
                 "binary": shutil.which("chromium"),
-                "args": [*CHROMIUM_ARGS, f"--user-data-dir={self.profile}"],
+                "args": [*CHROMIUM_ARGS, *self.args, f"--user-data-dir={self.profile}"],
             }
-            session = self._call(
-                "POST", "/session", {"capabilities": {"alwaysMatch": {"goog:chromeOptions": options}}}
-            )
+            capabilities: dict[str, Any] = {"goog:chromeOptions": options}
+            if self.log_network:
+                # The page's own requests, seen by DevTools; Chromium's background traffic is not in it.
+                options["perfLoggingPrefs"] = {"enableNetwork": True, "enablePage": False}
+                capabilities["goog:loggingPrefs"] = {"performance": "ALL"}
+            session = self._call("POST", "/session", {"capabilities": {"alwaysMatch": capabilities}})
             self._session = f"/session/{session['sessionId']}"
         except BaseException:
             self._driver.kill()
@@ -131,6 +146,24 @@ class WebDriver:
         element = self.wait_until(lambda: self._find(css), what=f"an element {css!r}")
         self._call("POST", f"{self._session}/element/{element}/click", {})
 
+    def requests_of(self, document: str) -> list[str]:
+        """URLs the page ``document`` requested, itself included (needs ``log_network=True``).
+
+        Reads (and so empties) the browser's log, which also holds Chromium's own pages.
+        """
+        entries = self._call("POST", f"{self._session}/se/log", {"type": "performance"})
+        messages = [json.loads(entry["message"])["message"] for entry in entries]
+        return [
+            m["params"]["request"]["url"]
+            for m in messages
+            if m["method"] == "Network.requestWillBeSent" and m["params"].get("documentURL") == document
+        ]
+
+    def type(self, css: str, text: str) -> None:
+        """Type ``text`` into the element ``css``, key by key, as a user would."""
+        element = self.wait_until(lambda: self._find(css), what=f"an element {css!r}")
+        self._call("POST", f"{self._session}/element/{element}/value", {"text": text})
+
     def _find(self, css: str) -> str | None:
         response = self._http.post(f"{self._session}/element", json={"using": "css selector", "value": css})
         return next(iter(response.json()["value"].values())) if response.status_code == 200 else None
@@ -141,7 +174,11 @@ class WebDriver:
             "return Math.max(document.body.scrollHeight,"
             " ...[...document.querySelectorAll('*')].map(e => e.scrollHeight))"
         )
-        self._call("POST", f"{self._session}/window/rect", {"width": width, "height": int(height) + 120})
+        self.resize(width, int(height) + 120)
+
+    def resize(self, width: int, height: int) -> None:
+        """Set the window's outer size in pixels."""
+        self._call("POST", f"{self._session}/window/rect", {"width": width, "height": height})
 
     def screenshot(self, path: Path) -> Path:
         path.write_bytes(base64.b64decode(self._call("GET", f"{self._session}/screenshot")))

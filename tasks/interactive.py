@@ -1,0 +1,230 @@
+"""The interactive map, ``map.html``: one self-contained page that makes no request.
+
+The page holds plotly.js (inlined from the ``plotly`` package), the points and
+a few lines of our own JavaScript for the search box. Points are coloured by
+class or by cluster (two sets of WebGL traces, one per legend entry, switched
+by two buttons; noise is grey), the legend hides and shows groups, the mouse
+zooms and pans, and hovering shows a post's class, cluster, subject and start.
+
+Why plotly rather than Bokeh (``benchmarks/map_html.py``, 2026-11-27, headless
+Chromium on a shared 2-core machine): both inline their JavaScript and render
+18,846 points with WebGL well under the 3 s target. Bokeh's page is smaller
+(its bundle is about 1.6 MB against plotly's 4.8 MB), but every size stays
+under the targets (6 MB at 600 points, 20 MB at 18,846), and plotly gives the
+class/cluster toggle (``updatemenus``), hover templates and legend toggling as
+figure settings, so our own JavaScript is only the search box; with Bokeh the
+toggle and the search both need hand-written callbacks over its data sources.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from tasks.layout import atomic_path
+from tasks.mapdata import MapData
+
+HOVER_LINE_CHARS = 70
+WEBGL_FROM = 5_000
+"""Draw maps of this many points or more with WebGL: SVG is quicker below (no WebGL start-up), slower above."""
+HIGHLIGHT_COLOUR = "#111111"
+
+HOVER_TEMPLATE = (
+    "<b>%{customdata[2]}</b><br>class: %{customdata[0]}<br>cluster: %{customdata[1]}"
+    "<br><br>%{customdata[3]}<extra></extra>"
+)
+
+# Runs once the plot is drawn: notes the moment of first render (for the benchmark), wires the search box.
+SEARCH_SCRIPT = """
+requestAnimationFrame(function () { window.mapRenderedAt = performance.now(); });
+var gd = document.getElementById('{plot_id}'), settings = __SETTINGS__, points = null;
+var entities = {'&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#x27;': "'"};
+var decode = function (s) { return s.replace(/<br>/g, ' ').replace(/&(amp|lt|gt|quot|#x27);/g, function (e) { return entities[e]; }); };
+// Built at the first search, not before the first render.
+var searchable = function () {
+  points = [];
+  settings.searched.forEach(function (t) {
+    var trace = gd.data[t];
+    for (var i = 0; i < trace.x.length; i++) {
+      points.push({x: trace.x[i], y: trace.y[i], text: decode(trace.customdata[i][2] + ' ' + trace.customdata[i][3]).toLowerCase()});
+    }
+  });
+  return points;
+};
+var input = document.getElementById('search'), count = document.getElementById('search-count');
+input.addEventListener('input', function () {
+  var word = input.value.trim().toLowerCase(), all = points || searchable();
+  var hits = word ? all.filter(function (p) { return p.text.indexOf(word) >= 0; }) : [];
+  Plotly.restyle(gd, {x: [hits.map(function (p) { return p.x; })], y: [hits.map(function (p) { return p.y; })]}, [settings.highlight]);
+  count.textContent = word ? hits.length + ' of ' + all.length + ' posts' : '';
+});
+"""
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>__TITLE__</title>
+<style>
+body { font-family: sans-serif; margin: 0 1em; }
+header { display: flex; gap: 1em; align-items: baseline; }
+#search { width: 18em; padding: .2em; }
+#search-count { color: #555; }
+</style>
+</head>
+<body>
+<header><h1>__TITLE__</h1>
+<label>Search posts <input id="search" type="search" placeholder="a word, e.g. orbit"></label>
+<span id="search-count"></span></header>
+__PLOT__
+</body>
+</html>
+"""
+
+
+def marker_size(n_points: int) -> float:
+    """Marker diameter in pixels: big enough to see 100 points, small enough for 20,000."""
+    return float(np.clip(120 / np.sqrt(max(n_points, 1)), 3, 8))
+
+
+def _hover_texts(points: pd.DataFrame) -> np.ndarray:
+    """Per point: class, cluster label, subject and wrapped preview, HTML-escaped (plotly renders tags)."""
+
+    def escape(values: pd.Series) -> list[str]:
+        return [html.escape(str(v)) if v is not None else "" for v in values]
+
+    previews = [
+        "<br>".join(html.escape(line) for line in textwrap.wrap(str(text), HOVER_LINE_CHARS))
+        for text in points["preview"]
+    ]
+    columns = [
+        escape(points["class_name"]),
+        escape(points["cluster_label"]),
+        escape(points["subject"]),
+        previews,
+    ]
+    return np.array(columns, dtype=object).T.reshape(len(points), 4)
+
+
+def _scatter(n_points: int) -> type[go.Scatter] | type[go.Scattergl]:
+    """The trace type for a map of ``n_points``: WebGL from :data:`WEBGL_FROM` points, SVG below."""
+    return go.Scattergl if n_points >= WEBGL_FROM else go.Scatter
+
+
+def _traces(
+    points: pd.DataFrame, hover: np.ndarray, column: str, colours: dict[str, str], *, visible: bool
+) -> list[go.Scatter | go.Scattergl]:
+    """One trace per legend entry of ``column``, in the legend's order."""
+    size, scatter = marker_size(len(points)), _scatter(len(points))
+    traces = []
+    for name, colour in colours.items():
+        rows = np.flatnonzero((points[column] == name).to_numpy())
+        traces.append(
+            scatter(
+                x=np.round(points["x"].to_numpy(np.float64)[rows], 3).tolist(),
+                y=np.round(points["y"].to_numpy(np.float64)[rows], 3).tolist(),
+                customdata=hover[rows].tolist(),
+                mode="markers",
+                name=html.escape(name),
+                marker={"color": colour, "size": size, "opacity": 0.8},
+                hovertemplate=HOVER_TEMPLATE,
+                visible=visible,
+            )
+        )
+    return traces
+
+
+def map_figure(data: MapData) -> go.Figure:
+    """The map as a plotly figure: per-cluster traces, per-class traces (if labelled), search highlight.
+
+    Traces are ordered clusters, then classes, then the (empty) highlight trace
+    that the page's search fills.
+    """
+    points = data.points
+    hover = _hover_texts(points)
+    by_cluster = _traces(points, hover, "cluster_label", data.cluster_colours, visible=True)
+    by_class = (
+        _traces(points, hover, "class_name", data.class_colours, visible=False) if data.labelled else []
+    )
+    highlight = _scatter(len(points))(
+        x=[],
+        y=[],
+        mode="markers",
+        name="search matches",
+        showlegend=False,
+        hoverinfo="skip",
+        marker={"symbol": "circle-open", "size": 11, "color": HIGHLIGHT_COLOUR, "line": {"width": 2}},
+    )
+    figure = go.Figure([*by_cluster, *by_class, highlight])
+    figure.update_layout(
+        xaxis_title=f"{data.reducer_label} 1",
+        yaxis_title=f"{data.reducer_label} 2",
+        legend={"title": {"text": "Cluster"}, "itemsizing": "constant"},
+        hovermode="closest",
+        template="plotly_white",
+        margin={"t": 60},
+    )
+    if by_class:
+        n_cluster, n_class = len(by_cluster), len(by_class)
+        buttons = [
+            {
+                "label": label,
+                "method": "update",
+                "args": [{"visible": visible + [True]}, {"legend.title.text": legend}],
+            }
+            for label, legend, visible in (
+                ("Colour by cluster", "Cluster", [True] * n_cluster + [False] * n_class),
+                ("Colour by class", "Class", [False] * n_cluster + [True] * n_class),
+            )
+        ]
+        figure.update_layout(
+            updatemenus=[
+                {
+                    "type": "buttons",
+                    "direction": "right",
+                    "buttons": buttons,
+                    "x": 0,
+                    "y": 1.1,
+                    "xanchor": "left",
+                }
+            ]
+        )
+    return figure
+
+
+def map_html(data: MapData, *, title: str) -> str:
+    """The whole ``map.html`` page as a string (plotly.js inlined; nothing is fetched).
+
+    Parameters
+    ----------
+    data : MapData
+        What to draw, from :func:`tasks.mapdata.prepare_map`.
+    title : str
+        Page title and heading (plain text; it is escaped).
+    """
+    figure = map_figure(data)
+    n_cluster = len(data.cluster_colours)
+    settings = {"searched": list(range(n_cluster)), "highlight": len(figure.data) - 1}
+    plot = figure.to_html(
+        full_html=False,
+        include_plotlyjs=True,
+        div_id="map",
+        default_height="85vh",
+        config={"displaylogo": False, "scrollZoom": True, "responsive": True},
+        post_script=SEARCH_SCRIPT.replace("__SETTINGS__", json.dumps(settings)),
+    )
+    return PAGE.replace("__TITLE__", html.escape(title)).replace("__PLOT__", plot)
+
+
+def render_map_html(data: MapData, path: Path, *, title: str) -> Path:
+    """Write :func:`map_html` to ``path`` atomically and return ``path``."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(map_html(data, title=title), encoding="utf-8")
+    return path
