@@ -302,7 +302,10 @@ def main(flow_fn: Any, argv: Sequence[str] | None = None, prog: str = "python -m
         print("Nothing was embedded (--plan); run the same command without --plan to do it.")
         return 0
     metrics = manifest.get("metrics", {})
-    print(f"\nrun folder: {manifest['parameters']['output']['output_dir']}/{manifest['run_name']}")
+    root = Path(manifest["parameters"]["output"]["output_dir"]) / manifest["run_name"]
+    print(f"\nrun folder: {root}")
+    if "map.html" in manifest.get("files", []):
+        print(f"interactive map: {(root / 'map.html').resolve()}")
     for row in manifest.get("comparison", []):
         accuracy = "-" if row["hungarian_accuracy"] is None else f"{row['hungarian_accuracy']:.3f}"
         noise = f" ({row['noise_share']:.0%} unassigned)" if row["noise_share"] else ""
@@ -315,4 +318,9 @@ def main(flow_fn: Any, argv: Sequence[str] | None = None, prog: str = "python -m
         print(
             f"  {'hungarian accuracy':<28} {metrics['hungarian_accuracy']:.3f}   ARI {metrics['ari']:.3f}   NMI {metrics['nmi']:.3f}"
         )
+        if metrics.get("noise_share"):
+            print(
+                f"  {metrics['noise_share']:.1%} of posts unassigned; counting them as wrong: "
+                f"{metrics['hungarian_accuracy_with_noise']:.3f}"
+            )
     return 0

@@ -14,6 +14,7 @@ from tasks.config import RunSettings
 from tasks.embed import embed_sample, plan_task
 from tasks.evaluate import evaluate_task
 from tasks.layout import NOISE
+from tasks.names import name_task
 from tasks.publish import publish_task
 from tasks.reduce import map_task
 from tasks.run import Run
@@ -36,6 +37,8 @@ def analyse_sample(run: Run, sample: pd.DataFrame, settings: RunSettings) -> Non
     evaluation, metrics = run.step(
         "evaluate", evaluate_task, sample, clusters, vectors, seed=settings.seed, layout=run.layout
     )
+    matched = evaluation.matched_classes() if evaluation is not None else None
+    names = run.step("name", name_task, sample, clusters, matched, layout=run.layout)
     clustering = backends.clusterer.describe()
     run.step(
         "publish",
@@ -46,6 +49,7 @@ def analyse_sample(run: Run, sample: pd.DataFrame, settings: RunSettings) -> Non
         evaluation,
         metrics,
         reducer_label=backends.reducer.label,
+        names=names,
         clustering=clustering,
         layout=run.layout,
     )

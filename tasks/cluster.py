@@ -11,7 +11,7 @@ import pandas as pd
 from prefect import task
 
 from tasks.errors import InputError
-from tasks.layout import CLUSTERS_SCHEMA, NOISE, RunLayout, write_table
+from tasks.layout import ASSIGNMENTS_SCHEMA, NOISE, RunLayout, write_table
 from tasks.reduce import umap_class
 from tasks.registry import Registry
 
@@ -260,10 +260,10 @@ def cluster_embeddings(doc_ids: list[str], vectors: np.ndarray, clusterer: Clust
 def cluster_task(
     sample: pd.DataFrame, vectors: np.ndarray, clusterer: Clusterer, *, layout: RunLayout
 ) -> np.ndarray:
-    """Prefect task: :func:`cluster_embeddings` on the sample, persisted to ``clusters.parquet``.
+    """Prefect task: :func:`cluster_embeddings` on the sample, persisted to ``assignments.parquet``.
 
     Returns the labels (n,), in the sample's order.
     """
     frame = cluster_embeddings(sample["doc_id"].tolist(), vectors, clusterer)
-    write_table(frame, layout.clusters, CLUSTERS_SCHEMA)
+    write_table(frame, layout.assignments, ASSIGNMENTS_SCHEMA)
     return frame["cluster"].to_numpy()

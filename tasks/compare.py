@@ -92,7 +92,7 @@ def maps_figure(roots: dict[str, Any], table: pd.DataFrame) -> Figure:
     for ax, (name, root) in zip(axes.flat, roots.items(), strict=False):
         sample = pq.read_table(root / "sample.parquet").to_pandas()
         coords = pq.read_table(root / "map.parquet").to_pandas()
-        clusters = pq.read_table(root / "clusters.parquet").to_pandas()["cluster"].to_numpy()
+        clusters = pq.read_table(root / "assignments.parquet").to_pandas()["cluster"].to_numpy()
         matched = {}
         if (root / "evaluation.parquet").exists():
             evaluation = pq.read_table(root / "evaluation.parquet").to_pandas()

@@ -52,7 +52,17 @@ DOCUMENTS_SCHEMA = pa.schema(
     ]
 )
 MAP_SCHEMA = pa.schema([("doc_id", pa.string()), ("x", pa.float32()), ("y", pa.float32())])
-CLUSTERS_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster", pa.int32())])
+ASSIGNMENTS_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster", pa.int32())])
+CLUSTERS_SCHEMA = pa.schema(
+    [
+        ("cluster", pa.int32()),
+        ("size", pa.int64()),
+        ("name", pa.string()),
+        ("terms", pa.list_(pa.string())),
+        ("weights", pa.list_(pa.float32())),
+        ("matched_class", pa.string()),
+    ]
+)
 EVALUATION_SCHEMA = pa.schema(
     [
         ("class_name", pa.string()),
@@ -100,7 +110,9 @@ class RunLayout:
     sample = property(lambda self: self.root / "sample.parquet")
     embeddings = property(lambda self: self.root / "embeddings.parquet")
     map = property(lambda self: self.root / "map.parquet")
+    assignments = property(lambda self: self.root / "assignments.parquet")
     clusters = property(lambda self: self.root / "clusters.parquet")
+    map_html = property(lambda self: self.root / "map.html")
     evaluation = property(lambda self: self.root / "evaluation.parquet")
     confusion = property(lambda self: self.root / "confusion.parquet")
     comparison = property(lambda self: self.root / "comparison.parquet")

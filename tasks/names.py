@@ -17,26 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import scipy.sparse as sp
+from prefect import task
 from sklearn.feature_extraction.text import CountVectorizer
 
-from tasks.layout import write_table
+from tasks.layout import CLUSTERS_SCHEMA, RunLayout, write_table
 from tasks.mapdata import NOISE, NOISE_LABEL
 
 TOKEN_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z]{2,}\b"
 """Words of three or more letters: numbers, "re" and stray letters name nothing."""
-
-CLUSTER_NAMES_SCHEMA = pa.schema(
-    [
-        ("cluster", pa.int32()),
-        ("size", pa.int64()),
-        ("name", pa.string()),
-        ("terms", pa.list_(pa.string())),
-        ("weights", pa.list_(pa.float32())),
-        ("matched_class", pa.string()),
-    ]
-)
 
 
 def ctfidf(counts: np.ndarray, *, sqrt_tf: bool = True) -> np.ndarray:
@@ -157,7 +146,7 @@ def name_clusters(
     Returns
     -------
     DataFrame
-        Columns of :data:`CLUSTER_NAMES_SCHEMA`: ``cluster`` (int32), ``size``
+        Columns of :data:`tasks.layout.CLUSTERS_SCHEMA`: ``cluster`` (int32), ``size``
         (posts, int64), ``name`` (the first ``n_name_terms`` terms joined by
         ", "; "unassigned" for noise), ``terms`` (list of str), ``weights``
         (list of float32, descending) and ``matched_class`` (str or None).
@@ -195,4 +184,18 @@ def name_clusters(
 
 def write_cluster_names(frame: pd.DataFrame, path: Path) -> Path:
     """Write a :func:`name_clusters` table to ``path`` (Parquet) atomically."""
-    return write_table(frame, path, CLUSTER_NAMES_SCHEMA)
+    return write_table(frame, path, CLUSTERS_SCHEMA)
+
+
+@task(name="name-clusters", task_run_name="name-clusters")
+def name_task(
+    sample: pd.DataFrame,
+    clusters: np.ndarray,
+    matched_classes: Mapping[int, str] | None,
+    *,
+    layout: RunLayout,
+) -> pd.DataFrame:
+    """Prefect task: :func:`name_clusters` for the sample, persisted to ``clusters.parquet``."""
+    frame = name_clusters(sample["text"].tolist(), clusters, matched_classes=matched_classes)
+    write_cluster_names(frame, layout.clusters)
+    return frame

@@ -13,12 +13,14 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.evaluate import Evaluation
+from tasks.interactive import render_map_html
 from tasks.layout import RunLayout, write_png
 from tasks.mapdata import MapData, prepare_map
 from tasks.plots import confusion_figure, map_figure, sweep_figure
 
 ACCURACY_KEY = "newsgroups-accuracy"
 SUMMARY_KEY = "newsgroups-summary"
+CLUSTERS_KEY = "newsgroups-clusters"
 
 
 def render_plots(
@@ -48,10 +50,22 @@ def render_plots(
 
 
 def summary_markdown(
-    run_name: str, metrics: dict[str, Any], table: pd.DataFrame | None, images: dict[str, Path]
+    run_name: str,
+    metrics: dict[str, Any],
+    table: pd.DataFrame | None,
+    images: dict[str, Path],
+    *,
+    interactive: Path | None = None,
 ) -> str:
-    """Markdown of the run's metrics, per-class table and plots (inlined as data-URI PNGs)."""
-    lines = [f"# Run `{run_name}`", "", "| metric | value |", "| --- | --- |"]
+    """Markdown of the run's metrics, per-class table and plots (inlined as data-URI PNGs).
+
+    ``interactive`` is the path of ``map.html``, named so a reader can open it
+    (the UI does not open local files itself).
+    """
+    lines = [f"# Run `{run_name}`", ""]
+    if interactive is not None:
+        lines += [f"Interactive map (open it in a browser, offline): `{interactive.resolve()}`", ""]
+    lines += ["| metric | value |", "| --- | --- |"]
     lines += [
         f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
         for k, v in metrics.items()
@@ -96,13 +110,15 @@ def publish_task(
     metrics: dict[str, Any],
     *,
     reducer_label: str,
+    names: pd.DataFrame | None = None,
     clustering: dict[str, Any] | None = None,
     layout: RunLayout,
 ) -> dict[str, Path]:
-    """Prefect task: prepare the map once, render it, then publish the accuracy table and the summary.
+    """Prefect task: prepare the map once, render it (PNGs, ``map.html``), then publish the artifacts.
 
     ``sample`` gives each point its text (for hover) and class; ``coords`` and
-    ``clusters`` are in the sample's order.
+    ``clusters`` are in the sample's order; ``names`` is the ``clusters.parquet``
+    table. Returns the paths of the pictures by name, ``map_html`` included.
     """
     data = prepare_map(
         coords,
@@ -110,9 +126,28 @@ def publish_task(
         clusters,
         sample["class_name"].to_numpy(dtype=object) if evaluation is not None else None,
         reducer_label=reducer_label,
+        cluster_names=dict(zip(names["cluster"], names["name"], strict=True)) if names is not None else None,
         matched_classes=evaluation.matched_classes() if evaluation is not None else None,
     )
     images = save_plots(render_plots(data, evaluation, clustering), layout)
+    page = render_map_html(
+        data, layout.map_html, title=f"Run {layout.root.name}: posts on the {reducer_label} map"
+    )
+    if names is not None:
+        create_table_artifact(
+            key=CLUSTERS_KEY,
+            table=[
+                {
+                    "cluster": int(r.cluster),
+                    "posts": int(r.size),
+                    "name": r.name,
+                    "matched class": r.matched_class or "-",
+                    "top terms": ", ".join(r.terms),
+                }
+                for r in names.itertuples()
+            ],
+            description=f"Clusters of run {layout.root.name}, named by their most distinctive terms",
+        )
     table = evaluation.table if evaluation is not None else None
     if table is not None:
         create_table_artifact(
@@ -131,7 +166,7 @@ def publish_task(
         )
     create_markdown_artifact(
         key=SUMMARY_KEY,
-        markdown=summary_markdown(layout.root.name, metrics, table, images),
+        markdown=summary_markdown(layout.root.name, metrics, table, images, interactive=page),
         description=f"Summary and plots of run {layout.root.name}",
     )
-    return images
+    return {**images, "map_html": page}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -43,7 +44,9 @@ def test_run_folder_holds_every_contract_file(finished_run):
         "sample.parquet",
         "embeddings.parquet",
         "map.parquet",
+        "assignments.parquet",
         "clusters.parquet",
+        "map.html",
         "evaluation.parquet",
         "manifest.json",
         "map_by_class.png",
@@ -84,9 +87,28 @@ def test_map_and_clusters_cover_every_document(finished_run):
     assert tsne.schema.names == ["doc_id", "x", "y"]
     assert tsne.column("doc_id").to_pylist() == sample_ids
     assert np.isfinite(tsne.column("x").to_numpy()).all()
-    clusters = pq.read_table(root / "clusters.parquet")
+    clusters = pq.read_table(root / "assignments.parquet")
     assert clusters.schema.names == ["doc_id", "cluster"]
     assert set(clusters.column("cluster").to_pylist()) == {0, 1, 2, 3}
+
+
+def test_clusters_are_named_by_their_terms_and_matched_to_a_class(finished_run):
+    root, manifest = finished_run
+    table = pq.read_table(root / "clusters.parquet").to_pandas()
+    assert table["cluster"].tolist() == [0, 1, 2, 3] and table["size"].sum() == 4 * PER_CLASS
+    assert set(table["matched_class"]) == set(SCI)
+    assert all(
+        len(terms) >= 4 and name == ", ".join(terms[:4]) for terms, name in zip(table["terms"], table["name"], strict=True)
+    )
+
+
+def test_the_interactive_map_is_one_offline_file_with_every_post(finished_run):
+    root, manifest = finished_run
+    page = (root / "map.html").read_text()
+    assert "<script src=" not in page.replace('<script src="data:', "")
+    sample = pq.read_table(root / "sample.parquet").to_pandas()
+    subject = sample["text"].iloc[0].strip().split("\n")[0].strip()
+    assert html.escape(subject)[:40] in page or subject[:40] in page
 
 
 def test_evaluation_table_has_one_row_per_class(finished_run):

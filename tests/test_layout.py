@@ -12,7 +12,7 @@ import pytest
 
 from tasks.errors import InputError
 from tasks.layout import (
-    CLUSTERS_SCHEMA,
+    ASSIGNMENTS_SCHEMA,
     TMP_PREFIX,
     RunLayout,
     atomic_path,
@@ -88,11 +88,11 @@ def test_write_embeddings_refuses_ids_and_vectors_of_different_lengths(tmp_path)
 def test_write_table_writes_the_schema_columns_in_schema_order(tmp_path):
     path = write_table(
         pd.DataFrame({"cluster": [1, 0], "doc_id": ["a", "b"], "extra": [9, 9]}),
-        tmp_path / "clusters.parquet",
-        CLUSTERS_SCHEMA,
+        tmp_path / "assignments.parquet",
+        ASSIGNMENTS_SCHEMA,
     )
     table = pq.read_table(path)
-    assert table.schema == CLUSTERS_SCHEMA
+    assert table.schema == ASSIGNMENTS_SCHEMA
     assert table.to_pydict() == {"doc_id": ["a", "b"], "cluster": [1, 0]}
 
 
@@ -129,7 +129,9 @@ def test_the_layout_names_every_file_of_the_contract(tmp_path):
         layout.sample,
         layout.embeddings,
         layout.map,
+        layout.assignments,
         layout.clusters,
+        layout.map_html,
         layout.evaluation,
         layout.confusion,
         layout.manifest,
@@ -141,7 +143,9 @@ def test_the_layout_names_every_file_of_the_contract(tmp_path):
         "sample.parquet",
         "embeddings.parquet",
         "map.parquet",
+        "assignments.parquet",
         "clusters.parquet",
+        "map.html",
         "evaluation.parquet",
         "confusion.parquet",
         "manifest.json",

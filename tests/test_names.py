@@ -8,8 +8,9 @@ import pytest
 
 from tasks.clean import clean_corpus
 from tasks.config import CleaningSettings
+from tasks.layout import CLUSTERS_SCHEMA as CLUSTER_NAMES_SCHEMA
 from tasks.mapdata import NOISE
-from tasks.names import CLUSTER_NAMES_SCHEMA, cluster_terms, ctfidf, name_clusters, write_cluster_names
+from tasks.names import cluster_terms, ctfidf, name_clusters, write_cluster_names
 from tasks.sample import sample_per_class, select_groups
 
 TOPICS = {
