@@ -13,7 +13,6 @@ from prefect.runtime import flow_run
 
 from flows.pipeline import analyse_sample
 from tasks.check import check_settings
-from tasks.clean import clean_task
 from tasks.config import (
     CleaningSettings,
     ClusterSettings,
@@ -25,7 +24,7 @@ from tasks.config import (
     Seed,
     SourceSettings,
 )
-from tasks.ingest import ingest_task
+from tasks.corpus_store import clean_task, ingest_task, locate_corpus
 from tasks.run import open_run
 from tasks.sample import sample_task
 
@@ -76,10 +75,14 @@ def newsgroups(
     )
     check_settings(settings)
     with open_run(settings, label=embedding.embedder) as run:
-        corpus = run.step("ingest", ingest_task, source, layout=run.layout)
-        cleaned, dropped = run.step("clean", clean_task, corpus, cleaning, layout=run.layout)
+        stored = locate_corpus(settings)
+        corpus = run.step("ingest", ingest_task, source, stored=stored)
+        cleaned, dropped = run.step("clean", clean_task, corpus, cleaning, stored=stored)
         sample = run.step("sample", sample_task, cleaned, settings.sampling, seed=seed, layout=run.layout)
-        run.record(counts={"ingested": len(corpus), "cleaned": dropped})
+        run.record(
+            counts={"ingested": len(corpus), "cleaned": dropped},
+            corpus=stored.describe(cleaning) if stored else None,
+        )
         analyse_sample(run, sample, settings)
     return run.manifest
 

@@ -6,9 +6,6 @@ import re
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from prefect import task
-
-from tasks.layout import DOCUMENTS_SCHEMA, RunLayout, write_table
 
 if TYPE_CHECKING:
     from tasks.config import CleaningSettings
@@ -66,14 +63,4 @@ def clean_corpus(frame: pd.DataFrame, settings: CleaningSettings) -> tuple[pd.Da
         "undecodable": int(kept["text"].str.contains("\ufffd", regex=False).sum()),
         "kept": len(kept),
     }
-    return kept, report
-
-
-@task(name="clean", task_run_name="clean")
-def clean_task(
-    frame: pd.DataFrame, settings: CleaningSettings, *, layout: RunLayout
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Prefect task: :func:`clean_corpus`, persisted to ``cleaned.parquet``."""
-    kept, report = clean_corpus(frame, settings)
-    write_table(kept, layout.cleaned, DOCUMENTS_SCHEMA)
     return kept, report

@@ -15,10 +15,9 @@ from matplotlib.lines import Line2D
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks.clean import clean_corpus
 from tasks.config import RunSettings
+from tasks.corpus_store import clean_stored, ingest_stored, locate_corpus
 from tasks.embed._gemini import KEY_VARIABLES
-from tasks.ingest import ingest
 from tasks.layout import (
     COMPARISON_SCHEMA,
     DOCUMENTS_SCHEMA,
@@ -163,7 +162,8 @@ def keep_sample(sample: pd.DataFrame, *, layout: RunLayout) -> None:
 @task(name="draw-sample", task_run_name="draw-sample")
 def draw_sample_task(settings: RunSettings) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Ingest, clean and sample once for every variant; returns the sample and the counts."""
-    corpus = ingest(settings.source)
-    cleaned, dropped = clean_corpus(corpus, settings.cleaning)
+    stored = locate_corpus(settings)
+    corpus = ingest_stored(settings.source, stored)
+    cleaned, dropped = clean_stored(corpus, settings.cleaning, stored)
     sample = sample_corpus(cleaned, settings.sampling, seed=settings.seed)
     return sample, {"ingested": len(corpus), "cleaned": dropped}

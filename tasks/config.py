@@ -238,6 +238,11 @@ class OutputSettings(Settings):
         max_length=255,  # the longest file name most file systems allow
         description="Name of this run's folder (default: UTC time, embedder and a random suffix).",
     )
+    corpus_store: Path | None = Field(
+        None,
+        description="Folder keeping ingested and cleaned posts for every run of the same source "
+        "(default: <output_dir>/.corpus-store).",
+    )
 
 
 class RunSettings(Settings):

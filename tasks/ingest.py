@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from prefect import task
 
-from tasks.errors import InputError, OutputError, is_transient
-from tasks.layout import DOCUMENTS_SCHEMA, RunLayout, file_sha256, write_table
+from tasks.errors import InputError, OutputError
+from tasks.layout import file_sha256
 
 if TYPE_CHECKING:
     from tasks.config import SourceSettings
@@ -427,17 +426,3 @@ def ingest(settings: SourceSettings) -> pd.DataFrame:
             csv_separator=settings.csv_separator,
         )
     return load_newsgroups(archive=settings.archive, data_home=settings.data_home, subset=settings.subset)
-
-
-@task(
-    name="ingest",
-    task_run_name="ingest",
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=is_transient,
-)
-def ingest_task(settings: SourceSettings, *, layout: RunLayout) -> pd.DataFrame:
-    """Prefect task: :func:`ingest`, persisted to ``corpus.parquet``; the download is retried."""
-    frame = ingest(settings)
-    write_table(frame, layout.corpus, DOCUMENTS_SCHEMA)
-    return frame

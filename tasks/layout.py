@@ -105,8 +105,6 @@ class RunLayout:
 
     root: Path
 
-    corpus = property(lambda self: self.root / "corpus.parquet")
-    cleaned = property(lambda self: self.root / "cleaned.parquet")
     sample = property(lambda self: self.root / "sample.parquet")
     embeddings = property(lambda self: self.root / "embeddings.parquet")
     map = property(lambda self: self.root / "map.parquet")

@@ -118,7 +118,7 @@ def test_a_run_killed_at_any_stage_leaves_nothing_finished_and_the_same_command_
     ]
     stages = {
         "unpacking the archive": lambda: any(data_home.glob(".incomplete-*/*/*")),
-        "cleaning": lambda: (run / "corpus.parquet").exists(),
+        "cleaning": lambda: any((tmp_path / "runs" / ".corpus-store").glob("*/corpus.parquet")),
         "embedding": lambda: (run / "sample.parquet").exists(),
         "mapping": lambda: (run / "embeddings.parquet").exists(),
     }
@@ -272,7 +272,7 @@ def test_a_full_disk_fails_the_run_clearly_and_leaves_no_half_written_parquet(sm
         return_state=True,
     )
     assert state.is_failed()
-    assert "full/corpus.parquet (" in state.message
+    assert "full/sample.parquet (" in state.message
     assert "No space left on device" in state.message
     assert "check that the output folder is writable and the disk is not full." in state.message
     with pytest.raises(OutputError, match="No space left on device"):

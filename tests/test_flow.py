@@ -98,7 +98,8 @@ def test_clusters_are_named_by_their_terms_and_matched_to_a_class(finished_run):
     assert table["cluster"].tolist() == [0, 1, 2, 3] and table["size"].sum() == 4 * PER_CLASS
     assert set(table["matched_class"]) == set(SCI)
     assert all(
-        len(terms) >= 4 and name == ", ".join(terms[:4]) for terms, name in zip(table["terms"], table["name"], strict=True)
+        len(terms) >= 4 and name == ", ".join(terms[:4])
+        for terms, name in zip(table["terms"], table["name"], strict=True)
     )
 
 

@@ -115,7 +115,7 @@ def test_create_run_refuses_an_existing_folder(tmp_path):
 
 def test_a_run_is_finished_once_its_manifest_exists(tmp_path):
     layout = create_run(tmp_path, "run")
-    layout.corpus.write_bytes(b"")
+    layout.sample.write_bytes(b"")
     assert not layout.is_finished
     write_json({}, layout.manifest)
     assert layout.is_finished
@@ -124,8 +124,6 @@ def test_a_run_is_finished_once_its_manifest_exists(tmp_path):
 def test_the_layout_names_every_file_of_the_contract(tmp_path):
     layout = RunLayout(tmp_path)
     names = [
-        layout.corpus,
-        layout.cleaned,
         layout.sample,
         layout.embeddings,
         layout.map,
@@ -138,8 +136,6 @@ def test_the_layout_names_every_file_of_the_contract(tmp_path):
         layout.plot("map_by_class"),
     ]
     assert [p.name for p in names] == [
-        "corpus.parquet",
-        "cleaned.parquet",
         "sample.parquet",
         "embeddings.parquet",
         "map.parquet",
