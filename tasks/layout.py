@@ -227,7 +227,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
             "check that the output folder is writable and the disk is not full."
         ) from error
     finally:
-        tmp.unlink(missing_ok=True)
+        # A failed clean-up (the folder is gone or not a folder) must not hide why the write failed.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def write_table(frame: pd.DataFrame, path: Path, schema: pa.Schema) -> Path:

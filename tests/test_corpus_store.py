@@ -58,7 +58,7 @@ def test_cleaned_posts_are_kept_per_cleaning_settings(corpus_csv, tmp_path):
     assert stored.cleaned(CleaningSettings()) != stored.cleaned(CleaningSettings(max_chars=40))
     assert len(short) < len(kept) and short_report["too_long"] > 0
     again, again_report = clean_stored(frame, CleaningSettings(), stored)
-    pd.testing.assert_frame_equal(again, kept)
+    pd.testing.assert_frame_equal(again, kept, check_dtype=False)
     assert again_report == report
 
 
