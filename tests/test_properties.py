@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from tasks.clean import clean_corpus, clean_text
 from tasks.config import CleaningSettings
+from tasks.corpus import SEPARATORS, as_text, load_corpus
 from tasks.errors import InputError
-from tasks.ingest import SEPARATORS, as_text, load_corpus
 from tasks.layout import DOCUMENTS_SCHEMA, write_table
 from tasks.sample import sample_per_class
 
