@@ -85,8 +85,10 @@ def _files(root) -> list[str]:
 
 @pytest.mark.slow
 def test_a_local_dask_cluster_gives_the_thread_runners_outputs_and_vectors(
-    archive, data_home, tmp_path, worker_env, capfd
+    archive, data_home, tmp_path, worker_env, caplog
 ):
+    import logging
+
     from tasks.embed import EMBEDDERS
     from tasks.embed.cache import EmbeddingCache, text_keys
     from tasks.layout import TMP_PREFIX, read_embeddings
@@ -100,10 +102,11 @@ def test_a_local_dask_cluster_gives_the_thread_runners_outputs_and_vectors(
         ExecutionSettings(),
     )
     cache_dir = tmp_path / "dask-cache"
+    caplog.set_level(logging.INFO)
     on_dask = _run(
         archive, data_home, tmp_path, "dask", EmbeddingSettings(batch_size=8, cache_dir=cache_dir), DASK
     )
-    assert "LocalCluster" in capfd.readouterr().err  # the batches did go to a Dask cluster
+    assert "Creating a new Dask cluster" in caplog.text  # the batches did go to a Dask cluster
 
     assert _files(tmp_path / "threads") == _files(tmp_path / "dask")
     assert threads["counts"] == on_dask["counts"] and threads["counts"]["sampled"] == 32
