@@ -25,6 +25,7 @@ from tasks.config import (
     ClusterSettings,
     EmbedderName,
     EmbeddingSettings,
+    ExecutionSettings,
     MapSettings,
     OutputSettings,
     RunSettings,
@@ -45,6 +46,7 @@ def compare(
     mapping: MapSettings = MapSettings(),
     clustering: ClusterSettings = ClusterSettings(),
     output: OutputSettings = OutputSettings(),
+    execution: ExecutionSettings = ExecutionSettings(),
     seed: Seed = 0,
     embedders: list[EmbedderName] | None = None,
     clusterers: list[ClustererName] | None = None,
@@ -53,7 +55,7 @@ def compare(
 
     Parameters
     ----------
-    source, cleaning, sampling, embedding, mapping, clustering, output : settings models
+    source, cleaning, sampling, embedding, mapping, clustering, output, execution : settings models
         As for ``python -m flows.newsgroups``; every variant shares them.
     seed : int, default=0
         Seed of every random step (0 to 2**32-1).
@@ -76,6 +78,7 @@ def compare(
         mapping=mapping,
         clustering=clustering,
         output=output.model_copy(update={"run_name": name}),
+        execution=execution,
         seed=seed,
     )
     runs = variants(

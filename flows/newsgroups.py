@@ -17,6 +17,7 @@ from tasks.config import (
     CleaningSettings,
     ClusterSettings,
     EmbeddingSettings,
+    ExecutionSettings,
     MapSettings,
     OutputSettings,
     RunSettings,
@@ -43,6 +44,7 @@ def newsgroups(
     mapping: MapSettings = MapSettings(),
     clustering: ClusterSettings = ClusterSettings(),
     output: OutputSettings = OutputSettings(),
+    execution: ExecutionSettings = ExecutionSettings(),
     seed: Seed = 0,
 ) -> dict[str, Any]:
     """Embed a corpus, map it to 2-D, cluster it and score the clusters against the classes.
@@ -53,7 +55,7 @@ def newsgroups(
 
     Parameters
     ----------
-    source, cleaning, sampling, embedding, mapping, clustering, output : settings models
+    source, cleaning, sampling, embedding, mapping, clustering, output, execution : settings models
         One pydantic model per stage; see ``tasks/config.py`` or ``--help``.
     seed : int, default=0
         Seed of every random step: sampling, SVD, t-SNE, KMeans (0 to 2**32-1).
@@ -71,6 +73,7 @@ def newsgroups(
         mapping=mapping,
         clustering=clustering,
         output=output,
+        execution=execution,
         seed=seed,
     )
     check_settings(settings)

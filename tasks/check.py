@@ -16,6 +16,7 @@ from prefect import task
 from tasks.cluster import Clusterer, build_clusterer
 from tasks.config import RunSettings
 from tasks.embed import EMBEDDERS
+from tasks.execution import check_execution
 from tasks.reduce import Reducer, build_reducer
 
 
@@ -40,8 +41,9 @@ class Backends:
 
 
 def check_settings(settings: RunSettings) -> None:
-    """Refuse settings that cannot work whatever the data: the embedder must be ready to run."""
+    """Refuse settings that cannot work whatever the data: the embedder and the task runner must be ready."""
     EMBEDDERS.get(settings.embedding.embedder).check_ready(settings.embedding)
+    check_execution(settings.execution)
 
 
 def check_sample(sample: pd.DataFrame, settings: RunSettings) -> Backends:

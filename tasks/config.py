@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tasks.base import Settings
 from tasks.cluster import CLUSTERERS
@@ -245,6 +245,34 @@ class OutputSettings(Settings):
     )
 
 
+class ExecutionSettings(Settings):
+    """Where the embed batches run: threads of the flow's process, or Dask workers."""
+
+    task_runner: Literal["thread", "dask"] = Field(
+        "thread",
+        description="Run the embed batches on threads of this process, or on Dask workers "
+        "(a local cluster, or the scheduler at --dask-address).",
+    )
+    dask_address: str | None = Field(
+        None,
+        pattern=r"^(tcp|tls)://[^\s/]+:[0-9]{1,5}$",
+        description="Address of a running Dask scheduler, e.g. tcp://127.0.0.1:8786 "
+        "(default: start a local cluster for the run).",
+    )
+    dask_workers: int = Field(
+        2, ge=1, le=256, description="Worker processes of the local Dask cluster (one thread each)."
+    )
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> ExecutionSettings:
+        if self.dask_address is not None and self.task_runner != "dask":
+            raise ValueError(
+                f"dask_address is only used with --task-runner dask; got task_runner {self.task_runner!r}. "
+                "Add --task-runner dask or drop --dask-address."
+            )
+        return self
+
+
 class RunSettings(Settings):
     """Every setting of one run: the stage models and the seed.
 
@@ -260,6 +288,7 @@ class RunSettings(Settings):
     mapping: MapSettings = MapSettings()
     clustering: ClusterSettings = ClusterSettings()
     output: OutputSettings = OutputSettings()
+    execution: ExecutionSettings = ExecutionSettings()
     seed: Seed = 0
 
     @field_validator("sampling")

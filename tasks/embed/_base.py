@@ -68,6 +68,13 @@ class Embedder(ABC):
         """Build the embedder from the run's embedding settings (override to read options)."""
         return cls()
 
+    def share_limits(self, name: str) -> None:
+        """Keep this embedder's service limits for the whole run when its batches run in several processes.
+
+        Called in each process of a Dask run with a name unique to the run. The
+        default does nothing: only remote services (Gemini) have limits to share.
+        """
+
     @abstractmethod
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; returns float32 array of shape (len(texts), dimensions)."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from tasks.embed._base import EMBEDDERS, Embedder, Estimate, count, l2_normalise
-from tasks.embed._pacing import RateLimiter
+from tasks.embed._pacing import LocalPacing, SharedPacing
 from tasks.errors import EmbeddingServiceError, InputError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -180,10 +180,13 @@ class GeminiEmbedder(Embedder):
             max_attempts,
             retry_backoff_s,
         )
-        self.limiter = RateLimiter(requests_per_minute, tokens_per_minute)
         self.requests_per_minute, self.tokens_per_minute = requests_per_minute, tokens_per_minute
-        self._in_flight = threading.BoundedSemaphore(max_concurrency)
+        # In-process limits until share_limits() says the run spans several processes.
+        self.pacing: LocalPacing | SharedPacing = LocalPacing(
+            max_concurrency, requests_per_minute, tokens_per_minute
+        )
         self._jitter = random.Random(seed)
+        self._lock = threading.Lock()  # guards the jitter generator, shared by the chunk threads
         # The first request goes out alone: a bad key must cost one request, not one per batch.
         self._gate = threading.Condition()
         self._verified = self._probing = False
@@ -222,6 +225,16 @@ class GeminiEmbedder(Embedder):
         """Minutes from the quotas (whichever of requests and tokens per minute binds) and the token price."""
         minutes = max(requests / self.requests_per_minute, tokens / self.tokens_per_minute)
         return Estimate(seconds=60 * minutes, cost_usd=round(tokens / 1e6 * self.price_per_million_tokens, 6))
+
+    def share_limits(self, name: str) -> None:
+        """Hold requests in flight and per minute (and tokens) to the limits for the whole run.
+
+        The limits live in the Dask scheduler under ``name``, so every worker
+        embedding for the run draws on the same budget.
+        """
+        self.pacing = SharedPacing(
+            name, self.max_concurrency, self.requests_per_minute, self.tokens_per_minute
+        )
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; returns (len(texts), dimensions) float32, unit-length rows.
@@ -306,8 +319,8 @@ class GeminiEmbedder(Embedder):
         for attempt in itertools.count(1):
             with self._gate:
                 self._raise_if_failed()
-            with self._in_flight:
-                waited = self.limiter.acquire(tokens)
+            with self.pacing.slot():
+                waited = self.pacing.acquire(tokens)
                 count(requests=1, throttled_s=waited, estimated_tokens=tokens)
                 try:
                     response = self._client.models.embed_content(
@@ -333,7 +346,7 @@ class GeminiEmbedder(Embedder):
                     "and --tokens-per-minute to your project's quota."
                 )
             if hint is not None:
-                self.limiter.pause(hint)
+                self.pacing.pause(hint)
             delay = self._backoff(attempt)
             # The retry sleeps its backoff, then queues behind the pacing, which a 429 may hold back longer.
             held = self.limiter.wait_s()

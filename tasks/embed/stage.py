@@ -19,9 +19,11 @@ from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 
 from tasks.embed._base import EMBEDDERS, Embedder, sum_counts, tallying
+from tasks.embed._pacing import forget_shared
 from tasks.embed.cache import EmbeddingCache, default_cache_dir, text_keys
 from tasks.embed.plan import EmbeddingPlan, look_up, plan_embedding, record_throughput
 from tasks.errors import is_transient
+from tasks.execution import BatchRunner, batch_runner
 from tasks.layout import RunLayout, write_embeddings
 
 if TYPE_CHECKING:
@@ -38,17 +40,27 @@ class EmbedJob:
     comparison flow) never share an embedder, its rate limiter or its counters.
     A batch running in another process (a Dask worker) builds the embedder there
     from ``settings`` the first time, and that job's later batches reuse it.
+    With ``shared``, the batches may run in several processes, so each process's
+    embedder keeps its service limits for the whole job, under :attr:`limits_name`.
     """
 
     key: str
     settings: Settings
     seed: int
+    shared: bool = False
+
+    @property
+    def limits_name(self) -> str:
+        """The name of the job's shared limits in the Dask scheduler."""
+        return f"newsgroups-embed-{self.key}"
 
     def embedder(self) -> tuple[Embedder, threading.BoundedSemaphore]:
         """The job's embedder in this process, and the slots bounding its batches in flight."""
         with _LIVE_LOCK:  # batches start together; build (load the model) once, not once per thread
             if self.key not in _LIVE:
                 embedder = EMBEDDERS.get(self.settings.embedder).from_settings(self.settings, seed=self.seed)
+                if self.shared:
+                    embedder.share_limits(self.limits_name)
                 _LIVE[self.key] = (embedder, threading.BoundedSemaphore(embedder.max_concurrency))
             return _LIVE[self.key]
 
@@ -65,9 +77,15 @@ _LIVE: dict[str, tuple[Embedder, threading.BoundedSemaphore]] = {}
 _LIVE_LOCK = threading.Lock()
 
 
-def new_job(settings: Settings, *, seed: int) -> EmbedJob:
-    """A job for one embed stage, with a key of its own."""
-    return EmbedJob(uuid.uuid4().hex, settings, seed)
+def new_job(settings: Settings, *, seed: int, shared: bool = False) -> EmbedJob:
+    """A job for one embed stage, with a key of its own (``shared``: its batches run in several processes)."""
+    return EmbedJob(uuid.uuid4().hex, settings, seed, shared)
+
+
+def release_job(key: str) -> None:
+    """Drop job ``key``'s embedder from this process (run in each Dask worker when the stage ends)."""
+    with _LIVE_LOCK:
+        _LIVE.pop(key, None)
 
 
 def plan_batches(n_texts: int, batch_size: int | None) -> list[tuple[int, int]]:
@@ -172,26 +190,41 @@ def embed_documents(
     seed: int,
     layout: RunLayout,
     cache_dir: Path | None = None,
+    execution: Settings | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Embed ``texts`` as concurrent batch tasks and write ``embeddings.parquet``.
 
     Must run inside a flow. With a ``cache_dir`` (and ``settings.cache`` on, and
     a cacheable embedder) texts already in the cache are not embedded again,
     a text repeated in ``texts`` is embedded once, and each batch is stored as
-    soon as it is done. Returns the vectors (n_texts, dimensions), in the order of ``texts``, and
-    the embedder's description and counters, with ``cache``: ``{"dir", "hits",
-    "misses", "embedded"}`` (None when the cache is off) and ``texts_per_second``
-    (measured on the texts embedded, and kept for the next plan).
+    soon as it is done. Returns the vectors (n_texts, dimensions), in the order
+    of ``texts``, and the embedder's description and counters, with ``cache``:
+    ``{"dir", "hits", "misses", "embedded"}`` (None when the cache is off) and
+    ``texts_per_second`` (measured on the texts embedded, and kept for the next plan).
+
+    ``execution`` (a :class:`tasks.config.ExecutionSettings`; None: threads)
+    says where the batches run; on Dask, workers write the cache themselves,
+    each batch as its own part, so the cache folder must be one they can reach.
     """
-    job = new_job(settings, seed=seed)
-    try:
-        return _embed_job(doc_ids, texts, job, layout=layout, cache_dir=cache_dir)
-    finally:
-        job.release()
+    with batch_runner(execution) as runner:
+        job = new_job(settings, seed=seed, shared=runner.shared)
+        try:
+            return _embed_job(doc_ids, texts, job, runner, layout=layout, cache_dir=cache_dir)
+        finally:
+            job.release()
+            if runner.shared:
+                runner.on_workers(release_job, job.key)
+                forget_shared(job.limits_name, runner.client)
 
 
 def _embed_job(
-    doc_ids: list[str], texts: list[str], job: EmbedJob, *, layout: RunLayout, cache_dir: Path | None
+    doc_ids: list[str],
+    texts: list[str],
+    job: EmbedJob,
+    runner: BatchRunner,
+    *,
+    layout: RunLayout,
+    cache_dir: Path | None,
 ) -> tuple[np.ndarray, dict]:
     settings = job.settings
     embedder, _ = job.embedder()
@@ -202,10 +235,10 @@ def _embed_job(
     progress = Progress(n_texts, settings.embedder, reused=n_texts - len(todo))
     started = time.monotonic()
     futures = {
-        embed_batch_task.submit([texts[i] for i in todo[start:stop]], job, batch=index, cache=store): (
-            start,
-            stop,
-        )
+        runner.submit(
+            embed_batch_task,
+            {"texts": [texts[i] for i in todo[start:stop]], "job": job, "batch": index, "cache": store},
+        ): (start, stop)
         for index, (start, stop) in enumerate(batches)
     }
     parts: dict[int, np.ndarray] = {}
@@ -286,7 +319,8 @@ def embed_sample(sample: pd.DataFrame, settings: Settings, *, layout: RunLayout)
     ``embedder-<name>``, so a tag concurrency limit can throttle one embedder.
     """
     embedding = settings.embedding
-    cache_dir = embedding.cache_dir or default_cache_dir(settings.output.output_dir)
+    # Absolute, because Dask workers write the cache and need not share the flow's working folder.
+    cache_dir = (embedding.cache_dir or default_cache_dir(settings.output.output_dir)).absolute()
     with tags(f"embedder-{embedding.embedder}"):
         return embed_documents(
             sample["doc_id"].tolist(),
@@ -295,6 +329,7 @@ def embed_sample(sample: pd.DataFrame, settings: Settings, *, layout: RunLayout)
             seed=settings.seed,
             layout=layout,
             cache_dir=cache_dir,
+            execution=settings.execution,
         )
 
 
