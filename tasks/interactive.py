@@ -39,6 +39,7 @@ HOVER_TEMPLATE = (
     "<b>%{customdata[2]}</b><br>class: %{customdata[0]}<br>cluster: %{customdata[1]}"
     "<br><br>%{customdata[3]}<extra></extra>"
 )
+UNLABELLED_HOVER_TEMPLATE = HOVER_TEMPLATE.replace("<br>class: %{customdata[0]}", "")
 
 # Runs once the plot is drawn: notes the moment of first render (for the benchmark), wires the search box.
 SEARCH_SCRIPT = """
@@ -93,16 +94,18 @@ def marker_size(n_points: int) -> float:
     return float(np.clip(120 / np.sqrt(max(n_points, 1)), 3, 8))
 
 
+def _wrap(text: str) -> list[str]:
+    """Lines of a hover label, broken at spaces only, so the search can rejoin them with spaces."""
+    return textwrap.wrap(text, HOVER_LINE_CHARS, break_long_words=False, break_on_hyphens=False)
+
+
 def _hover_texts(points: pd.DataFrame) -> np.ndarray:
     """Per point: class, cluster label, subject and wrapped preview, HTML-escaped (plotly renders tags)."""
 
     def escape(values: pd.Series) -> list[str]:
         return [html.escape(str(v)) if v is not None else "" for v in values]
 
-    previews = [
-        "<br>".join(html.escape(line) for line in textwrap.wrap(str(text), HOVER_LINE_CHARS))
-        for text in points["preview"]
-    ]
+    previews = ["<br>".join(html.escape(line) for line in _wrap(str(text))) for text in points["preview"]]
     columns = [
         escape(points["class_name"]),
         escape(points["cluster_label"]),
@@ -118,7 +121,13 @@ def _scatter(n_points: int) -> type[go.Scatter] | type[go.Scattergl]:
 
 
 def _traces(
-    points: pd.DataFrame, hover: np.ndarray, column: str, colours: dict[str, str], *, visible: bool
+    points: pd.DataFrame,
+    hover: np.ndarray,
+    column: str,
+    colours: dict[str, str],
+    *,
+    visible: bool,
+    template: str,
 ) -> list[go.Scatter | go.Scattergl]:
     """One trace per legend entry of ``column``, in the legend's order."""
     size, scatter = marker_size(len(points)), _scatter(len(points))
@@ -133,7 +142,7 @@ def _traces(
                 mode="markers",
                 name=html.escape(name),
                 marker={"color": colour, "size": size, "opacity": 0.8},
-                hovertemplate=HOVER_TEMPLATE,
+                hovertemplate=template,
                 visible=visible,
             )
         )
@@ -148,10 +157,13 @@ def map_figure(data: MapData) -> go.Figure:
     """
     points = data.points
     hover = _hover_texts(points)
-    by_cluster = _traces(points, hover, "cluster_label", data.cluster_colours, visible=True)
-    by_class = (
-        _traces(points, hover, "class_name", data.class_colours, visible=False) if data.labelled else []
+    template = HOVER_TEMPLATE if data.labelled else UNLABELLED_HOVER_TEMPLATE
+    by_cluster = _traces(
+        points, hover, "cluster_label", data.cluster_colours, visible=True, template=template
     )
+    by_class = []
+    if data.labelled:
+        by_class = _traces(points, hover, "class_name", data.class_colours, visible=False, template=template)
     highlight = _scatter(len(points))(
         x=[],
         y=[],
