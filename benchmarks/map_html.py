@@ -1,8 +1,9 @@
 """Size and time to first render of ``map.html``: plotly (what we ship) against Bokeh.
 
-Both pages inline their library, draw the same synthetic map (20 classes, 20
-clusters and 5% noise; posts of realistic length) with WebGL, one legend entry
-per group for both colourings, and hover text. The Bokeh page has the
+Both pages inline their library and draw the same synthetic map (20 classes,
+20 clusters and 5% noise; posts of realistic length) with one legend entry per
+group for both colourings, and hover text; plotly's (``tasks/interactive.py``)
+uses SVG below 5,000 points and WebGL above, Bokeh's uses WebGL throughout. The Bokeh page has the
 class/cluster toggle but no search box. Time to first render is navigation
 start to the first animation frame after the plot is drawn (plotly's
 ``newPlot`` promise; Bokeh's ``DocumentReady`` event), in headless Chromium

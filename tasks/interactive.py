@@ -2,18 +2,31 @@
 
 The page holds plotly.js (inlined from the ``plotly`` package), the points and
 a few lines of our own JavaScript for the search box. Points are coloured by
-class or by cluster (two sets of WebGL traces, one per legend entry, switched
-by two buttons; noise is grey), the legend hides and shows groups, the mouse
-zooms and pans, and hovering shows a post's class, cluster, subject and start.
+class or by cluster (two sets of traces, one per legend entry, switched by two
+buttons; noise is grey), the legend hides and shows groups, the mouse zooms and
+pans, and hovering shows a post's class, cluster, subject and start. Maps of
+:data:`WEBGL_FROM` points or more are drawn with WebGL, smaller ones in SVG.
 
-Why plotly rather than Bokeh (``benchmarks/map_html.py``, 2026-11-27, headless
-Chromium on a shared 2-core machine): both inline their JavaScript and render
-18,846 points with WebGL well under the 3 s target. Bokeh's page is smaller
-(its bundle is about 1.6 MB against plotly's 4.8 MB), but every size stays
-under the targets (6 MB at 600 points, 20 MB at 18,846), and plotly gives the
-class/cluster toggle (``updatemenus``), hover templates and legend toggling as
-figure settings, so our own JavaScript is only the search box; with Bokeh the
-toggle and the search both need hand-written callbacks over its data sources.
+Why plotly rather than Bokeh, whose JavaScript also ships in its package
+(``benchmarks/map_html.py``, 2026-11-27, headless Chromium with software
+WebGL, on a 2-core machine shared with other jobs, load average 11-18):
+
+=========  ======  =========  ==========================  ==========================
+library    points  size (MB)  first load: render / CPU s  later loads: render / CPU s
+=========  ======  =========  ==========================  ==========================
+plotly        600        5.3  5.0 / 4.0                   1.0 / 1.1
+Bokeh         600        2.4  9.7 / 6.7                   14.3 / 6.5
+plotly     18,846       17.9  16.3 / 9.1                  6.8 / 4.2
+Bokeh      18,846       15.0  27.0 / 9.5                  33.9 / 9.8
+=========  ======  =========  ==========================  ==========================
+
+Bokeh's pages are smaller (its bundle is 1.6 MB against plotly's 4.8 MB), but
+plotly draws first at both sizes and costs less CPU, both sizes stay under the
+targets (6 MB at 600 points, 20 MB at 18,846), and plotly gives the toggle
+(``updatemenus``), hover templates and legend toggling as figure settings, so
+our own JavaScript is only the search box. Plotly's page misses the 3 s target
+at 18,846 points here: most of its CPU time is compiling the 4.8 MB bundle and
+starting software WebGL, which a browser with a GPU does far faster.
 """
 
 from __future__ import annotations
