@@ -9,24 +9,23 @@ pans, and hovering shows a post's class, cluster, subject and start. Maps of
 
 Why plotly rather than Bokeh, whose JavaScript also ships in its package
 (``benchmarks/map_html.py``, 2026-11-27, headless Chromium with software
-WebGL, on a 2-core machine shared with other jobs, load average 11-18):
+WebGL, on a 2-core machine shared with other jobs, load average about 9):
 
 =========  ======  =========  ==========================  ==========================
 library    points  size (MB)  first load: render / CPU s  later loads: render / CPU s
 =========  ======  =========  ==========================  ==========================
-plotly        600        5.3  5.0 / 4.0                   1.0 / 1.1
-Bokeh         600        2.4  9.7 / 6.7                   14.3 / 6.5
-plotly     18,846       17.9  16.3 / 9.1                  6.8 / 4.2
-Bokeh      18,846       15.0  27.0 / 9.5                  33.9 / 9.8
+plotly        600        5.3  4.5 / 4.0                   1.0 / 0.9
+Bokeh         600        2.4  5.8 / 5.7                   5.5 / 4.8
+plotly     18,846       17.9  4.1 / 4.5                   2.0 / 2.9
+Bokeh      18,846       15.0  8.6 / 8.0                   7.9 / 7.7
 =========  ======  =========  ==========================  ==========================
 
 Bokeh's pages are smaller (its bundle is 1.6 MB against plotly's 4.8 MB), but
-plotly draws first at both sizes and costs less CPU, both sizes stay under the
-targets (6 MB at 600 points, 20 MB at 18,846), and plotly gives the toggle
+plotly draws first at both sizes with about half the CPU, both stay under the
+size targets (6 MB at 600 points, 20 MB at 18,846), and plotly gives the toggle
 (``updatemenus``), hover templates and legend toggling as figure settings, so
-our own JavaScript is only the search box. Plotly's page misses the 3 s target
-at 18,846 points here: most of its CPU time is compiling the 4.8 MB bundle and
-starting software WebGL, which a browser with a GPU does far faster.
+our own JavaScript is only the search box. The first load of a page misses the
+3 s target here: most of it is compiling plotly's 4.8 MB bundle on busy cores.
 """
 
 from __future__ import annotations
