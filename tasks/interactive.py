@@ -2,18 +2,30 @@
 
 The page holds plotly.js (inlined from the ``plotly`` package), the points and
 a few lines of our own JavaScript for the search box. Points are coloured by
-class or by cluster (two sets of WebGL traces, one per legend entry, switched
-by two buttons; noise is grey), the legend hides and shows groups, the mouse
-zooms and pans, and hovering shows a post's class, cluster, subject and start.
+class or by cluster (two sets of traces, one per legend entry, switched by two
+buttons; noise is grey), the legend hides and shows groups, the mouse zooms and
+pans, and hovering shows a post's class, cluster, subject and start. Maps of
+:data:`WEBGL_FROM` points or more are drawn with WebGL, smaller ones in SVG.
 
-Why plotly rather than Bokeh (``benchmarks/map_html.py``, 2026-11-27, headless
-Chromium on a shared 2-core machine): both inline their JavaScript and render
-18,846 points with WebGL well under the 3 s target. Bokeh's page is smaller
-(its bundle is about 1.6 MB against plotly's 4.8 MB), but every size stays
-under the targets (6 MB at 600 points, 20 MB at 18,846), and plotly gives the
-class/cluster toggle (``updatemenus``), hover templates and legend toggling as
-figure settings, so our own JavaScript is only the search box; with Bokeh the
-toggle and the search both need hand-written callbacks over its data sources.
+Why plotly rather than Bokeh, whose JavaScript also ships in its package
+(``benchmarks/map_html.py``, 2026-11-27, headless Chromium with software
+WebGL, on a 2-core machine shared with other jobs, load average about 9):
+
+=========  ======  =========  ==========================  ==========================
+library    points  size (MB)  first load: render / CPU s  later loads: render / CPU s
+=========  ======  =========  ==========================  ==========================
+plotly        600        5.3  4.5 / 4.0                   1.0 / 0.9
+Bokeh         600        2.4  5.8 / 5.7                   5.5 / 4.8
+plotly     18,846       17.9  4.1 / 4.5                   2.0 / 2.9
+Bokeh      18,846       15.0  8.6 / 8.0                   7.9 / 7.7
+=========  ======  =========  ==========================  ==========================
+
+Bokeh's pages are smaller (its bundle is 1.6 MB against plotly's 4.8 MB), but
+plotly draws first at both sizes with about half the CPU, both stay under the
+size targets (6 MB at 600 points, 20 MB at 18,846), and plotly gives the toggle
+(``updatemenus``), hover templates and legend toggling as figure settings, so
+our own JavaScript is only the search box. The first load of a page misses the
+3 s target here: most of it is compiling plotly's 4.8 MB bundle on busy cores.
 """
 
 from __future__ import annotations
@@ -39,6 +51,7 @@ HOVER_TEMPLATE = (
     "<b>%{customdata[2]}</b><br>class: %{customdata[0]}<br>cluster: %{customdata[1]}"
     "<br><br>%{customdata[3]}<extra></extra>"
 )
+UNLABELLED_HOVER_TEMPLATE = HOVER_TEMPLATE.replace("<br>class: %{customdata[0]}", "")
 
 # Runs once the plot is drawn: notes the moment of first render (for the benchmark), wires the search box.
 SEARCH_SCRIPT = """
@@ -93,16 +106,18 @@ def marker_size(n_points: int) -> float:
     return float(np.clip(120 / np.sqrt(max(n_points, 1)), 3, 8))
 
 
+def _wrap(text: str) -> list[str]:
+    """Lines of a hover label, broken at spaces only, so the search can rejoin them with spaces."""
+    return textwrap.wrap(text, HOVER_LINE_CHARS, break_long_words=False, break_on_hyphens=False)
+
+
 def _hover_texts(points: pd.DataFrame) -> np.ndarray:
     """Per point: class, cluster label, subject and wrapped preview, HTML-escaped (plotly renders tags)."""
 
     def escape(values: pd.Series) -> list[str]:
         return [html.escape(str(v)) if v is not None else "" for v in values]
 
-    previews = [
-        "<br>".join(html.escape(line) for line in textwrap.wrap(str(text), HOVER_LINE_CHARS))
-        for text in points["preview"]
-    ]
+    previews = ["<br>".join(html.escape(line) for line in _wrap(str(text))) for text in points["preview"]]
     columns = [
         escape(points["class_name"]),
         escape(points["cluster_label"]),
@@ -118,7 +133,13 @@ def _scatter(n_points: int) -> type[go.Scatter] | type[go.Scattergl]:
 
 
 def _traces(
-    points: pd.DataFrame, hover: np.ndarray, column: str, colours: dict[str, str], *, visible: bool
+    points: pd.DataFrame,
+    hover: np.ndarray,
+    column: str,
+    colours: dict[str, str],
+    *,
+    visible: bool,
+    template: str,
 ) -> list[go.Scatter | go.Scattergl]:
     """One trace per legend entry of ``column``, in the legend's order."""
     size, scatter = marker_size(len(points)), _scatter(len(points))
@@ -133,7 +154,7 @@ def _traces(
                 mode="markers",
                 name=html.escape(name),
                 marker={"color": colour, "size": size, "opacity": 0.8},
-                hovertemplate=HOVER_TEMPLATE,
+                hovertemplate=template,
                 visible=visible,
             )
         )
@@ -148,10 +169,13 @@ def map_figure(data: MapData) -> go.Figure:
     """
     points = data.points
     hover = _hover_texts(points)
-    by_cluster = _traces(points, hover, "cluster_label", data.cluster_colours, visible=True)
-    by_class = (
-        _traces(points, hover, "class_name", data.class_colours, visible=False) if data.labelled else []
+    template = HOVER_TEMPLATE if data.labelled else UNLABELLED_HOVER_TEMPLATE
+    by_cluster = _traces(
+        points, hover, "cluster_label", data.cluster_colours, visible=True, template=template
     )
+    by_class = []
+    if data.labelled:
+        by_class = _traces(points, hover, "class_name", data.class_colours, visible=False, template=template)
     highlight = _scatter(len(points))(
         x=[],
         y=[],

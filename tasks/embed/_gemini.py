@@ -349,7 +349,7 @@ class GeminiEmbedder(Embedder):
                 self.pacing.pause(hint)
             delay = self._backoff(attempt)
             # The retry sleeps its backoff, then queues behind the pacing, which a 429 may hold back longer.
-            held = self.limiter.wait_s()
+            held = self.pacing.wait_s()
             log.warning(
                 "embed: gemini %s on attempt %d of %d; retrying in %.1f s (backoff %.1f s%s%s)",
                 reason,

@@ -85,6 +85,10 @@ class LocalPacing:
         """Let no request start for ``seconds``."""
         self.limiter.pause(seconds)
 
+    def wait_s(self) -> float:
+        """Seconds until the next request may start (0 when it may start now)."""
+        return self.limiter.wait_s()
+
 
 class SharedPacing:
     """The same limits for every process of a run, held by the Dask scheduler the workers share.
@@ -155,6 +159,14 @@ class SharedPacing:
     def pause(self, seconds: float) -> None:
         """Let no request of the run start for ``seconds``, in any worker."""
         self._reserve(lambda start: time.time() + seconds)
+
+    def wait_s(self) -> float:
+        """Seconds until the next request of the run may start, in any worker (0: now)."""
+        _, _, free_at = self._dask()
+        try:
+            return max(0.0, float(free_at.get(timeout=0)) - time.time())  # type: ignore[attr-defined]
+        except TimeoutError:
+            return 0.0
 
 
 def forget_shared(name: str, client: object) -> None:
