@@ -19,6 +19,7 @@ from tasks.config import (
     CleaningSettings,
     ClusterSettings,
     EmbeddingSettings,
+    ExecutionSettings,
     MapSettings,
     OutputSettings,
     SamplingSettings,
@@ -80,6 +81,7 @@ def test_the_expectation_covers_every_settings_model_field():
         MapSettings,
         ClusterSettings,
         OutputSettings,
+        ExecutionSettings,
     ]
     assert len(flags) == sum(len(m.model_fields) for m in models) + 1  # + --seed
     assert "--per-class" in flags and "--seed" in flags
@@ -123,6 +125,7 @@ def test_no_flags_give_the_default_settings():
         "mapping": MapSettings(),
         "clustering": ClusterSettings(),
         "output": OutputSettings(),
+        "execution": ExecutionSettings(),
     }
 
 

@@ -151,7 +151,8 @@ def test_publish_task_saves_the_plots_and_publishes_both_artifacts(sample, coord
         )
 
     images = publish_only()
-    assert set(images) == {"map_by_class", "map_by_cluster", "confusion_matrix"}
+    assert set(images) == {"map_by_class", "map_by_cluster", "confusion_matrix", "map_html"}
+    assert images["map_html"] == layout.map_html and "plotly" in layout.map_html.read_text()[:200_000].lower()
     table = asyncio.run(latest_artifact(ACCURACY_KEY))
     summary = asyncio.run(latest_artifact(SUMMARY_KEY))
     assert table.type == "table"
@@ -166,3 +167,4 @@ def test_publish_task_saves_the_plots_and_publishes_both_artifacts(sample, coord
     assert summary.type == "markdown"
     assert summary.data.startswith("# Run `published`")
     assert summary.data.count("data:image/png;base64,") == 3
+    assert str(layout.map_html.resolve()) in summary.data
