@@ -216,6 +216,10 @@ class ClusterSettings(Settings):
         12, ge=2, le=200, description="Largest number of clusters --n-clusters auto tries."
     )
     n_init: int = Field(10, ge=1, description="KMeans restarts; the best is kept.")
+    gmm_pca_dimensions: int = Field(
+        15, ge=1, le=1024, description="gmm: principal components the mixture is fitted on."
+    )
+    gmm_n_init: int = Field(3, ge=1, description="gmm: restarts of the mixture; the best is kept.")
     min_cluster_size: int = Field(
         15, ge=2, description="HDBSCAN: the smallest group of posts that counts as a cluster."
     )
