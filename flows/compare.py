@@ -28,6 +28,7 @@ from tasks.config import (
     ExecutionSettings,
     MapSettings,
     OutputSettings,
+    PresetName,
     RunSettings,
     SamplingSettings,
     Seed,
@@ -48,6 +49,7 @@ def compare(
     output: OutputSettings = OutputSettings(),
     execution: ExecutionSettings = ExecutionSettings(),
     seed: Seed = 0,
+    preset: PresetName | None = None,
     embedders: list[EmbedderName] | None = None,
     clusterers: list[ClustererName] | None = None,
 ) -> dict[str, Any]:
@@ -57,6 +59,9 @@ def compare(
     ----------
     source, cleaning, sampling, embedding, mapping, clustering, output, execution : settings models
         As for ``python -m flows.newsgroups``; every variant shares them.
+    preset : {"fast", "best"}, optional
+        A named configuration resolved into explicit settings (logged, and kept in
+        the manifest); settings given explicitly win over it.
     seed : int, default=0
         Seed of every random step (0 to 2**32-1).
     embedders : list of str, default=local tfidf (and gemini when an API key is set)
@@ -80,6 +85,7 @@ def compare(
         output=output.model_copy(update={"run_name": name}),
         execution=execution,
         seed=seed,
+        preset=preset,
     )
     runs = variants(
         base, embedders or default_embedders(dict(os.environ)), clusterers or ["kmeans", "hdbscan"]

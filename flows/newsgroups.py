@@ -20,6 +20,7 @@ from tasks.config import (
     ExecutionSettings,
     MapSettings,
     OutputSettings,
+    PresetName,
     RunSettings,
     SamplingSettings,
     Seed,
@@ -46,6 +47,7 @@ def newsgroups(
     output: OutputSettings = OutputSettings(),
     execution: ExecutionSettings = ExecutionSettings(),
     seed: Seed = 0,
+    preset: PresetName | None = None,
 ) -> dict[str, Any]:
     """Embed a corpus, map it to 2-D, cluster it and score the clusters against the classes.
 
@@ -57,6 +59,9 @@ def newsgroups(
     ----------
     source, cleaning, sampling, embedding, mapping, clustering, output, execution : settings models
         One pydantic model per stage; see ``tasks/config.py`` or ``--help``.
+    preset : {"fast", "best"}, optional
+        A named configuration resolved into explicit settings (logged, and kept in
+        the manifest); settings given explicitly win over it.
     seed : int, default=0
         Seed of every random step: sampling, SVD, t-SNE, KMeans (0 to 2**32-1).
 
@@ -75,16 +80,17 @@ def newsgroups(
         output=output,
         execution=execution,
         seed=seed,
+        preset=preset,
     )
     check_settings(settings)
-    with open_run(settings, label=embedding.embedder) as run:
+    with open_run(settings, label=settings.embedding.embedder) as run:
         stored = locate_corpus(settings)
-        corpus = run.step("ingest", ingest_task, source, stored=stored)
-        cleaned, dropped = run.step("clean", clean_task, corpus, cleaning, stored=stored)
+        corpus = run.step("ingest", ingest_task, settings.source, stored=stored)
+        cleaned, dropped = run.step("clean", clean_task, corpus, settings.cleaning, stored=stored)
         sample = run.step("sample", sample_task, cleaned, settings.sampling, seed=seed, layout=run.layout)
         run.record(
             counts={"ingested": len(corpus), "cleaned": dropped},
-            corpus=stored.describe(cleaning) if stored else None,
+            corpus=stored.describe(settings.cleaning) if stored else None,
         )
         analyse_sample(run, sample, settings)
     return run.manifest

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
-from prefect import task
+from prefect import get_run_logger, task
 
 from tasks.cluster import Clusterer, build_clusterer
-from tasks.config import RunSettings
+from tasks.config import PRESETS, RunSettings
 from tasks.embed import EMBEDDERS
 from tasks.execution import check_execution
 from tasks.reduce import Reducer, build_reducer
@@ -40,8 +40,25 @@ class Backends:
     clusterer: Clusterer
 
 
+def preset_summary(settings: RunSettings) -> str | None:
+    """What the run's preset set, as ``group.field=value`` pairs (None without a preset)."""
+    if not settings.preset:
+        return None
+    chosen = [
+        f"{group}.{name}={getattr(getattr(settings, group), name)}"
+        for group, values in PRESETS[settings.preset].items()
+        for name in values
+    ]
+    return f"preset {settings.preset}: " + (", ".join(chosen) or "the defaults")
+
+
 def check_settings(settings: RunSettings) -> None:
-    """Refuse settings that cannot work whatever the data: the embedder and the task runner must be ready."""
+    """Refuse settings that cannot work whatever the data: the embedder and the task runner must be ready.
+
+    Also logs what a preset resolved to, before anything else happens.
+    """
+    if summary := preset_summary(settings):
+        get_run_logger().info("settings: %s", summary)
     EMBEDDERS.get(settings.embedding.embedder).check_ready(settings.embedding)
     check_execution(settings.execution)
 

@@ -277,6 +277,36 @@ class ExecutionSettings(Settings):
         return self
 
 
+PresetName = Literal["fast", "best"]
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # The defaults: all-MiniLM-L6-v2 and KMeans, about a minute for the tutorial's sample.
+    "fast": {},
+    # The best offline accuracy measured on the tutorial's protocol (README, "Quality"); minutes, not seconds.
+    "best": {
+        "embedding": {"embedder": "local", "local_model": "embeddinggemma-300m"},
+        "clustering": {"clusterer": "gmm", "gmm_pca_dimensions": 15},
+    },
+}
+
+
+def apply_preset(preset: str | None, groups: dict[str, Any]) -> dict[str, Any]:
+    """Fill in the settings a preset names, leaving every setting the user gave as given.
+
+    ``groups`` maps a group name to its model (only the fields it was given
+    explicitly count as the user's) or to a dict; returns the same keys with
+    plain dicts where the preset added values.
+    """
+    if not preset:
+        return groups
+    resolved = dict(groups)
+    for group, values in PRESETS[preset].items():
+        given = groups.get(group)
+        if isinstance(given, Settings):
+            given = given.model_dump(include=given.model_fields_set)
+        resolved[group] = {**values, **(given or {})}
+    return resolved
+
+
 class RunSettings(Settings):
     """Every setting of one run: the stage models and the seed.
 
@@ -294,6 +324,19 @@ class RunSettings(Settings):
     output: OutputSettings = OutputSettings()
     execution: ExecutionSettings = ExecutionSettings()
     seed: Seed = 0
+    preset: PresetName | None = Field(
+        None,
+        description="A named configuration: fast (the defaults) or best (the most accurate offline "
+        "one); settings given explicitly win over it.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_preset(cls, data: Any) -> Any:
+        """Turn a preset into the explicit settings it stands for (kept in the manifest)."""
+        if isinstance(data, dict) and data.get("preset"):
+            return {**data, **apply_preset(data["preset"], {g: data.get(g) for g in PRESETS[data["preset"]]})}
+        return data
 
     @field_validator("sampling")
     @classmethod
