@@ -107,7 +107,9 @@ def embed_cached(
             store.add(keys[rows], vectors[rows])
             done = start + len(rows)
             elapsed = time.perf_counter() - started
-            progress(f"{model} {precision}: {done}/{len(missing)} in {elapsed:.0f} s ({done / elapsed:.2f} posts/s)")
+            progress(
+                f"{model} {precision}: {done}/{len(missing)} in {elapsed:.0f} s ({done / elapsed:.2f} posts/s)"
+            )
         record_throughput(cache_dir, f"{model}/{precision}", len(missing), time.perf_counter() - started)
     return vectors
 
@@ -183,7 +185,9 @@ def run(
         for split, frame in splits.items():
             samples = {seed: sample_per_class(frame, PER_CLASS, seed=seed) for seed in seeds}
             texts = list(dict.fromkeys(t for s in samples.values() for t in s["text"]))
-            vectors = embed_cached(config.model, texts, cache_dir, precision=config.precision, progress=progress)
+            vectors = embed_cached(
+                config.model, texts, cache_dir, precision=config.precision, progress=progress
+            )
             index = {text: i for i, text in enumerate(texts)}
             for seed, sample in samples.items():
                 sample_texts = sample["text"].tolist()
@@ -210,7 +214,11 @@ def run(
 
 def summarise(per_seed: pd.DataFrame, cache_dir: Path) -> pd.DataFrame:
     """Mean/min/max of each score per configuration and split, with embedding speed; plus the Gemini row."""
-    speeds = json.loads((cache_dir / THROUGHPUT_FILE).read_text()) if (cache_dir / THROUGHPUT_FILE).exists() else {}
+    speeds = (
+        json.loads((cache_dir / THROUGHPUT_FILE).read_text())
+        if (cache_dir / THROUGHPUT_FILE).exists()
+        else {}
+    )
     table = (
         per_seed.groupby(["config", "split"], sort=False)
         .agg(
@@ -257,7 +265,9 @@ def format_table(table: pd.DataFrame) -> str:
             f"{row['config']:<34} {row['split']:<5} {int(row['seeds']):>2} | {triple(row, 'hungarian'):^22} | "
             f"{triple(row, 'ari'):^20} | {triple(row, 'nmi'):^20} | {cluster_s:>7} {speed:>7}"
         )
-    lines.append("Gemini row: the tutorial's published per-class figures (min is the worst class, not a seed).")
+    lines.append(
+        "Gemini row: the tutorial's published per-class figures (min is the worst class, not a seed)."
+    )
     return "\n".join(lines)
 
 
@@ -274,7 +284,9 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "int8"], help="With --embed-only.")
     args = parser.parse_args()
 
-    splits = {split: load_split(split, archive=args.archive, data_home=args.data_home) for split in args.splits}
+    splits = {
+        split: load_split(split, archive=args.archive, data_home=args.data_home) for split in args.splits
+    }
     if args.embed_only:
         texts = needed_texts(splits, args.seeds)
         embed_cached(args.embed_only, texts, args.cache_dir, precision=args.precision)

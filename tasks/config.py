@@ -149,7 +149,8 @@ class EmbeddingSettings(Settings):
         "'python -m tasks.embed.models fetch NAME'; '--list' shows what is here).",
     )
     precision: Literal["fp32", "int8"] = Field(
-        "fp32", description="Local model precision: fp32, or int8 (dynamic quantisation of its Linear layers)."
+        "fp32",
+        description="Local model precision: fp32, or int8 (dynamic quantisation of its Linear layers).",
     )
     models_dir: Path | None = Field(
         None,

@@ -26,6 +26,7 @@ from tasks.embed.models import (
     ModelChecksumError,
     ModelSpec,
     check_model_ready,
+    cpu_dtype,
     get_model,
     model_path,
     verify_folder,
@@ -98,8 +99,10 @@ def load_model(name: str = DEFAULT_MODEL, precision: str = "fp32", models_dir: P
         from torch.ao.quantization import quantize_dynamic
 
         model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    elif spec.dtype == "bfloat16":
+    elif cpu_dtype(spec) == "bfloat16":
         model = model.to(torch.bfloat16)
+    elif spec.dtype != "float32":
+        log.info("embed: %s runs in float32: this CPU has no native %s", spec.name, spec.dtype)
     model.eval()
     return model
 
@@ -180,4 +183,9 @@ def describe_local(model: str = DEFAULT_MODEL, precision: str = "fp32") -> dict[
     if precision != "fp32":
         conventions.pop("dtype", None)  # int8 quantises the float32 weights
         conventions["precision"] = precision
-    return {"embedder": LocalEmbedder.name, "model": spec.model_id, "dimensions": spec.dimensions, **conventions}
+    return {
+        "embedder": LocalEmbedder.name,
+        "model": spec.model_id,
+        "dimensions": spec.dimensions,
+        **conventions,
+    }
