@@ -114,6 +114,12 @@ def embed_cached(
     return vectors
 
 
+def all_cached(config: Config, sample: pd.DataFrame, cache_dir: Path) -> bool:
+    """Whether every post of ``sample`` has a cached vector for ``config``'s model and precision."""
+    store = EmbeddingCache.open(cache_dir, describe_local(config.model, config.precision))
+    return store is not None and bool(store.lookup(text_keys(sample["text"].tolist()))[0].all())
+
+
 def record_throughput(cache_dir: Path, key: str, n_posts: int, seconds: float) -> None:
     """Remember how fast ``key`` embedded (read by the table)."""
     path = Path(cache_dir) / THROUGHPUT_FILE
@@ -178,12 +184,22 @@ def run(
     seeds: list[int],
     cache_dir: Path,
     progress: Callable[[str], None] = print,
+    *,
+    cached_only: bool = False,
 ) -> pd.DataFrame:
-    """One row per configuration, split and seed: scores and clustering seconds."""
+    """One row per configuration, split and seed: scores and clustering seconds.
+
+    ``cached_only`` skips the seeds whose posts are not all in the cache (nothing is embedded).
+    """
     rows = []
     for config in configs:
         for split, frame in splits.items():
             samples = {seed: sample_per_class(frame, PER_CLASS, seed=seed) for seed in seeds}
+            if cached_only:
+                samples = {s: frame for s, frame in samples.items() if all_cached(config, frame, cache_dir)}
+                if not samples:
+                    progress(f"{config.name} {split}: no seed is fully cached; skipped")
+                    continue
             texts = list(dict.fromkeys(t for s in samples.values() for t in s["text"]))
             vectors = embed_cached(
                 config.model, texts, cache_dir, precision=config.precision, progress=progress
@@ -282,6 +298,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "benchmarks" / "quality.parquet")
     parser.add_argument("--embed-only", metavar="MODEL", help="Only embed what the seeds need with MODEL.")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "int8"], help="With --embed-only.")
+    parser.add_argument("--cached-only", action="store_true", help="Score only the seeds already embedded.")
     args = parser.parse_args()
 
     splits = {
@@ -291,7 +308,8 @@ def main() -> None:
         texts = needed_texts(splits, args.seeds)
         embed_cached(args.embed_only, texts, args.cache_dir, precision=args.precision)
         return
-    per_seed = run([CONFIGS[name] for name in args.configs], splits, args.seeds, args.cache_dir)
+    configs = [CONFIGS[name] for name in args.configs]
+    per_seed = run(configs, splits, args.seeds, args.cache_dir, cached_only=args.cached_only)
     table = summarise(per_seed, args.cache_dir)
     print(format_table(table))
     args.out.parent.mkdir(parents=True, exist_ok=True)

