@@ -350,7 +350,7 @@ class RunSettings(Settings):
     @classmethod
     def _resolve_preset(cls, data: Any) -> Any:
         """Turn a preset into the explicit settings it stands for (kept in the manifest)."""
-        if isinstance(data, dict) and data.get("preset"):
+        if isinstance(data, dict) and data.get("preset") in PRESETS:
             return {**data, **apply_preset(data["preset"], {g: data.get(g) for g in PRESETS[data["preset"]]})}
         return data
 

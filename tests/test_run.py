@@ -97,3 +97,30 @@ def test_the_run_label_comes_from_the_settings_defaults():
 def test_a_seed_outside_0_to_2_32_minus_1_is_refused_by_the_settings(seed):
     with pytest.raises(ValueError, match="seed"):
         RunSettings(seed=seed)
+
+
+def test_a_preset_resolves_into_explicit_settings_and_explicit_ones_win():
+    from tasks.check import preset_summary
+    from tasks.config import ClusterSettings
+
+    best = RunSettings(preset="best")
+    assert (best.embedding.local_model, best.clustering.clusterer) == ("embeddinggemma-300m", "gmm")
+    mine = RunSettings(preset="best", clustering=ClusterSettings(clusterer="kmeans"))
+    assert mine.clustering.clusterer == "kmeans" and mine.embedding.local_model == "embeddinggemma-300m"
+    assert (
+        RunSettings(preset="fast") == RunSettings(preset="fast")
+        and RunSettings(preset="fast").embedding == RunSettings().embedding
+    )
+    assert (
+        best.model_dump(mode="json")["embedding"]["local_model"] == "embeddinggemma-300m"
+    )  # the manifest's record
+    assert preset_summary(mine) == (
+        "preset best: embedding.embedder=local, embedding.local_model=embeddinggemma-300m, "
+        "clustering.clusterer=kmeans, clustering.gmm_pca_dimensions=15"
+    )
+    assert preset_summary(RunSettings()) is None
+
+
+def test_an_unknown_preset_is_refused_with_the_valid_names():
+    with pytest.raises(ValueError, match="'fast' or 'best'"):
+        RunSettings(preset="fastest")
