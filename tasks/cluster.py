@@ -70,6 +70,15 @@ class Clusterer(ABC):
 AUTO = "auto"
 
 
+def check_n_clusters(n_clusters: int, n_samples: int) -> None:
+    """Refuse more clusters than posts, naming both numbers and the fix."""
+    if n_clusters > n_samples:
+        raise InputError(
+            f"The number of clusters ({n_clusters}) must not exceed the number of "
+            f"posts ({n_samples}); pass a smaller --n-clusters or a larger sample."
+        )
+
+
 @CLUSTERERS.register
 class KMeansClusterer(Clusterer):
     """scikit-learn KMeans (k-means++, ``n_init`` restarts, fixed seed).
@@ -109,11 +118,8 @@ class KMeansClusterer(Clusterer):
         super().check(n_samples)
         if self.n_clusters == AUTO and n_samples < 3:
             raise InputError(f"--n-clusters auto needs at least 3 posts; the sample has {n_samples}.")
-        if self.n_clusters != AUTO and self.n_clusters > n_samples:
-            raise InputError(
-                f"The number of clusters ({self.n_clusters}) must not exceed the number of "
-                f"posts ({n_samples}); pass a smaller --n-clusters or a larger sample."
-            )
+        if self.n_clusters != AUTO:
+            check_n_clusters(self.n_clusters, n_samples)
 
     def fit_predict(self, vectors: np.ndarray) -> np.ndarray:
         """Run KMeans (after choosing k, for "auto") and return its labels."""
@@ -199,11 +205,7 @@ class GaussianMixtureClusterer(Clusterer):
             raise InputError(
                 "--n-clusters auto is supported by the kmeans clusterer only; pass a number for gmm."
             )
-        if self.n_clusters > n_samples:
-            raise InputError(
-                f"The number of clusters ({self.n_clusters}) must not exceed the number of "
-                f"posts ({n_samples}); pass a smaller --n-clusters or a larger sample."
-            )
+        check_n_clusters(self.n_clusters, n_samples)
 
     def fit_predict(self, vectors: np.ndarray) -> np.ndarray:
         """Project on the principal components, fit the mixture, return each post's likeliest component."""

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import InputError, MissingDependencyError, OutputError
+from tasks.layout import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -253,15 +254,6 @@ def models_dir(override: Path | None = None) -> Path:
     return Path.home() / ".cache" / "newsgroups-map" / "models"
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # --- where a model is, and whether it is ready ------------------------------------------------
 
 
@@ -319,7 +311,7 @@ def verify_folder(spec: ModelSpec, folder: Path) -> None:
     """Hash every pinned file of ``folder``; raise :class:`ModelChecksumError` on the first mismatch."""
     for relative, expected in spec.files.items():
         path = Path(folder) / relative
-        actual = sha256_of(path) if path.is_file() else "nothing (the file is missing)"
+        actual = file_sha256(path) if path.is_file() else "nothing (the file is missing)"
         if actual != expected:
             raise ModelChecksumError(
                 f"The file {relative} of {spec.name} has sha256 {actual}, not the official {expected}; "
