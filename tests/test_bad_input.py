@@ -52,7 +52,9 @@ def assert_failed_before_embedding(state, match: str, output_dir: Path) -> None:
     assert not [name for name in task_names(state) if name.startswith("embed")]
     assert not list(output_dir.rglob("manifest.json"))
     # A run that cannot finish leaves no run folder behind (only the lock file and the shared stores).
-    assert not [p for p in output_dir.iterdir() if not p.name.startswith(".")] if output_dir.exists() else True
+    assert (
+        not [p for p in output_dir.iterdir() if not p.name.startswith(".")] if output_dir.exists() else True
+    )
 
 
 def corpus_file(tmp_path: Path, frame: pd.DataFrame, name: str = "corpus.csv") -> Path:

@@ -45,7 +45,7 @@ def test_compare_runs_every_variant_on_one_sample_and_publishes_the_table(archiv
         source=SourceSettings(archive=archive, data_home=data_home),
         sampling=SamplingSettings(per_class=25),
         mapping=MapSettings(reducer="pca"),
-        clustering=ClusterSettings(min_cluster_size=5, hdbscan_umap_dimensions=0),
+        clustering=ClusterSettings(min_cluster_size=5),
         output=OutputSettings(output_dir=tmp_path, run_name="cmp"),
         embedders=["tfidf", "local"],
         clusterers=["kmeans", "hdbscan"],
@@ -63,3 +63,14 @@ def test_compare_runs_every_variant_on_one_sample_and_publishes_the_table(archiv
     kmeans = table.set_index("run").loc["cmp-local-kmeans"]
     assert kmeans["noise_share"] == 0 and kmeans["clusters"] == 4 and kmeans["hungarian_accuracy"] > 0.6
     assert (table["embedded"] + table["from_cache"] >= 100).all()
+    # HDBSCAN on the raw vectors leaves posts unassigned: the noise convention holds end to end.
+    hdbscan = table.set_index("run").loc["cmp-tfidf-hdbscan"]
+    assert 0 < hdbscan["noise_share"] < 1
+    assert hdbscan["accuracy_with_noise"] == pytest.approx(
+        hdbscan["hungarian_accuracy"] * (1 - hdbscan["noise_share"]), abs=1e-6
+    )
+    root = tmp_path / "cmp-tfidf-hdbscan"
+    assigned = pq.read_table(root / "assignments.parquet").column("cluster").to_pylist()
+    named = pq.read_table(root / "clusters.parquet").to_pandas().set_index("cluster")
+    assert assigned.count(-1) == named.loc[-1, "size"] and named.loc[-1, "name"] == "unassigned"
+    assert "unassigned" in (root / "map.html").read_text()
