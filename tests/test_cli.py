@@ -83,8 +83,8 @@ def test_the_expectation_covers_every_settings_model_field():
         OutputSettings,
         ExecutionSettings,
     ]
-    assert len(flags) == sum(len(m.model_fields) for m in models) + 1  # + --seed
-    assert "--per-class" in flags and "--seed" in flags
+    assert len(flags) == sum(len(m.model_fields) for m in models) + 2  # + --seed and --preset
+    assert "--per-class" in flags and "--seed" in flags and "--preset" in flags
 
 
 def option_help(help_text: str) -> dict[str, str]:
