@@ -156,6 +156,7 @@ def test_after_sigterm_the_same_command_continues_and_embeds_only_the_rest(corpu
         os.kill(process.pid, signal.SIGTERM)
         assert process.wait(timeout=30) == 143
         stored = sum(pq.ParquetFile(p).metadata.num_rows for p in parts(output_dir))
+        time.sleep(1.5)  # a request in flight at the signal reaches the server's record after its latency
         first = len(server.texts)
         again = start(command(corpus, output_dir), server, prefect_home, tmp_path / "again.log")
         assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()[-3000:]

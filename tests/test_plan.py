@@ -101,6 +101,8 @@ def test_the_cli_prints_the_plan_and_exits_0(archive, tmp_path):
             str(archive),
             "--per-class",
             "5",
+            "--reducer",
+            "pca",
             "--output-dir",
             str(tmp_path),
         ],
