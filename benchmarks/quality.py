@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 
 from tasks.clean import clean_corpus
-from tasks.cluster import KMeansClusterer
+from tasks.cluster import GaussianMixtureClusterer, KMeansClusterer
 from tasks.config import CleaningSettings
 from tasks.embed._local import LocalEmbedder, describe_local
-from tasks.embed._tfidf import TfidfEmbedder
 from tasks.embed.cache import EmbeddingCache, text_keys
+from tasks.embed.hybrid import append_tfidf
 from tasks.evaluate import evaluate_clusters
 from tasks.ingest import load_newsgroups
 from tasks.sample import sample_per_class, select_groups
@@ -135,8 +135,8 @@ def record_throughput(cache_dir: Path, key: str, n_posts: int, seconds: float) -
 class Config:
     """One embedder x clusterer configuration.
 
-    ``tfidf_weight`` > 0 appends the sample's own TF-IDF-SVD vectors (256 dims) times the weight;
-    ``pca`` > 0 reduces with PCA before clustering; ``clusterer`` is "kmeans" or "gmm".
+    ``tfidf_weight`` > 0 appends the sample's own TF-IDF-SVD vectors (256 dims) times the weight
+    (``--tfidf-weight``); ``clusterer`` is "kmeans" or "gmm" (on ``pca`` principal components).
     """
 
     name: str
@@ -161,21 +161,13 @@ CONFIGS = {
 
 
 def cluster(config: Config, vectors: np.ndarray, texts: list[str], *, seed: int) -> np.ndarray:
-    """Features of ``config`` for one sample, clustered into 4; returns the labels."""
-    features = vectors
-    if config.tfidf_weight:
-        tfidf = TfidfEmbedder(dimensions=256, seed=seed).embed(texts)
-        features = np.hstack([vectors, config.tfidf_weight * tfidf])
-    if config.pca:
-        from sklearn.decomposition import PCA
-
-        features = PCA(n_components=config.pca, random_state=seed).fit_transform(features)
+    """Features of ``config`` for one sample, clustered into 4 by the pipeline's own code; returns the labels."""
+    features = append_tfidf(vectors, texts, weight=config.tfidf_weight, seed=seed)
     if config.clusterer == "gmm":
-        from sklearn.mixture import GaussianMixture
-
-        model = GaussianMixture(N_CLUSTERS, covariance_type="full", n_init=3, random_state=seed)
-        return model.fit_predict(features)
-    return KMeansClusterer(n_clusters=N_CLUSTERS, n_init=10, seed=seed).fit_predict(features)
+        clusterer = GaussianMixtureClusterer(n_clusters=N_CLUSTERS, pca_dimensions=config.pca, seed=seed)
+    else:
+        clusterer = KMeansClusterer(n_clusters=N_CLUSTERS, n_init=10, seed=seed)
+    return clusterer.fit_predict(features)
 
 
 def run(

@@ -12,6 +12,7 @@ from tasks.check import check_task
 from tasks.cluster import cluster_task
 from tasks.config import RunSettings
 from tasks.embed import embed_sample, plan_task
+from tasks.embed.hybrid import features_task
 from tasks.evaluate import evaluate_task
 from tasks.layout import NOISE
 from tasks.names import name_task
@@ -32,6 +33,17 @@ def analyse_sample(run: Run, sample: pd.DataFrame, settings: RunSettings) -> Non
         run.discard()
         return
     vectors, embedded = run.step("embed", embed_sample, sample, settings, layout=run.layout)
+    embedding = settings.embedding
+    if embedding.tfidf_weight:
+        vectors = run.step(
+            "features",
+            features_task,
+            vectors,
+            sample["text"].tolist(),
+            weight=embedding.tfidf_weight,
+            dimensions=embedding.tfidf_dimensions,
+            seed=settings.seed,
+        )
     coords = run.step("map", map_task, sample, vectors, backends.reducer, layout=run.layout)
     clusters = run.step("cluster", cluster_task, sample, vectors, backends.clusterer, layout=run.layout)
     evaluation, metrics = run.step(
@@ -60,6 +72,7 @@ def analyse_sample(run: Run, sample: pd.DataFrame, settings: RunSettings) -> Non
             "clusters": len(set(clusters.tolist()) - {NOISE}),
         },
         embedding=embedded,
+        features={"tfidf_weight": embedding.tfidf_weight, "dimensions": int(vectors.shape[1])},
         map={"reducer": backends.reducer.name, "label": backends.reducer.label},
         clustering=clustering,
         metrics=metrics,

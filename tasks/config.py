@@ -128,7 +128,16 @@ class EmbeddingSettings(Settings):
     batch_size: int | None = Field(
         None, ge=1, description="Texts per embedding task (default: the embedder's own choice)."
     )
-    tfidf_dimensions: int = Field(256, ge=2, le=4096, description="SVD dimensions of the tfidf embedder.")
+    tfidf_dimensions: int = Field(
+        256, ge=2, le=4096, description="SVD dimensions of the tfidf embedder and of --tfidf-weight's vectors."
+    )
+    tfidf_weight: float = Field(
+        0.0,
+        ge=0,
+        le=4,
+        description="Append the sample's own TF-IDF-SVD vectors, times this weight, to the embeddings "
+        "before mapping and clustering (0: off; the best preset uses 0.5).",
+    )
     gemini_model: str = Field(
         "gemini-embedding-001",
         pattern=r"^(models/)?[A-Za-z0-9][A-Za-z0-9._-]*$",
@@ -196,6 +205,15 @@ class EmbeddingSettings(Settings):
         description="Folder of fetched local models (default: $NEWSGROUPS_MODELS_DIR or "
         "~/.cache/newsgroups-map/models).",
     )
+
+    @model_validator(mode="after")
+    def _tfidf_beside_a_model(self) -> EmbeddingSettings:
+        if self.tfidf_weight and self.embedder == "tfidf":
+            raise ValueError(
+                "--tfidf-weight appends TF-IDF vectors to a model's, and the tfidf embedder is TF-IDF "
+                "already: choose --embedder local or gemini, or leave --tfidf-weight at 0"
+            )
+        return self
 
 
 class MapSettings(Settings):
