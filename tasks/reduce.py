@@ -12,6 +12,7 @@ from prefect import task
 
 from tasks.errors import InputError, MissingDependencyError
 from tasks.layout import MAP_SCHEMA, RunLayout, write_table
+from tasks.progress import advance_to, progress
 from tasks.registry import Registry
 
 if TYPE_CHECKING:
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REDUCERS: Registry[Reducer] = Registry("reducer", declares={"label": str})
+# openTSNE's (and the tutorial's scikit-learn's) early exaggeration phase.
+EARLY_EXAGGERATION_ITERATIONS = 250
+# Each report makes openTSNE evaluate the KL divergence, so not every iteration.
+PROGRESS_EVERY = 50
 
 
 class Reducer(ABC):
@@ -87,21 +92,31 @@ class TsneReducer(Reducer):
         """Run early exaggeration (250 iterations) then ``n_iter`` more, logging progress."""
         from openTSNE import TSNE
 
+        total = EARLY_EXAGGERATION_ITERATIONS + self.n_iter
+        calls = [0]
+
         def report(iteration: int, error: float, embedding: np.ndarray) -> None:
-            log.info("map: t-SNE iteration %d, KL divergence %.3f", iteration, error)
+            # Both phases number their iterations from 1, so count calls instead.
+            calls[0] += 1
+            advance_to(calls[0] * PROGRESS_EVERY)
 
         model = TSNE(
             n_components=2,
             perplexity=self.perplexity,
             n_iter=self.n_iter,
+            early_exaggeration_iter=EARLY_EXAGGERATION_ITERATIONS,
             initialization="pca",
             negative_gradient_method="auto",
             random_state=self.seed,
             n_jobs=1,
             callbacks=report,
-            callbacks_every_iters=250,
+            callbacks_every_iters=PROGRESS_EVERY,
         )
-        return np.asarray(model.fit(vectors), dtype=np.float32)
+        with progress("map", total, "t-SNE iterations", description="t-SNE iterations done"):
+            embedding = model.fit(vectors)
+            advance_to(total)
+        log.info("map: t-SNE KL divergence %.3f", embedding.kl_divergence)
+        return np.asarray(embedding, dtype=np.float32)
 
 
 @REDUCERS.register

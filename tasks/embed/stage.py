@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from prefect import tags, task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 
@@ -25,6 +24,7 @@ from tasks.embed.plan import EmbeddingPlan, look_up, plan_embedding, record_thro
 from tasks.errors import is_transient
 from tasks.execution import BatchRunner, batch_runner
 from tasks.layout import RunLayout, write_embeddings
+from tasks.progress import progress
 
 if TYPE_CHECKING:
     from tasks.base import Settings
@@ -136,38 +136,6 @@ def embed_batch_task(
     return embed_batch(texts, job, cache=cache)
 
 
-class Progress:
-    """Logs embedded/total with rate and ETA, and mirrors it in a Prefect progress artifact."""
-
-    def __init__(self, total: int, what: str, *, reused: int = 0) -> None:
-        self.total, self.done, self.started = total, reused, time.monotonic()
-        self.reused = reused
-        self.logger = get_run_logger()
-        self.artifact_id = create_progress_artifact(
-            progress=100.0 * reused / max(total, 1),
-            key="embed-progress",
-            description=f"Texts embedded ({what}); {reused} of {total} were in the cache or repeated",
-        )
-        if reused:
-            self.logger.info("embed: %d/%d texts need no embedding (in the cache or repeated)", reused, total)
-
-    def advance(self, count: int) -> None:
-        """Record ``count`` more texts embedded."""
-        self.done += count
-        elapsed = time.monotonic() - self.started
-        rate = (self.done - self.reused) / elapsed if elapsed else float("inf")
-        eta = (self.total - self.done) / rate if rate else float("nan")
-        self.logger.info(
-            "embed: %d/%d texts (%.0f%%), %.1f texts/s, about %.0f s left",
-            self.done,
-            self.total,
-            100 * self.done / self.total,
-            rate,
-            eta,
-        )
-        update_progress_artifact(self.artifact_id, progress=100.0 * self.done / self.total)
-
-
 def _open_cache(embedder: Embedder, settings: Settings, cache_dir: Path | None) -> EmbeddingCache | None:
     logger = get_run_logger()
     if cache_dir is None or not settings.cache:
@@ -232,7 +200,11 @@ def _embed_job(
     lookup = look_up(texts, store)
     n_texts, todo = len(texts), lookup.todo
     batches = plan_batches(len(todo), settings.batch_size or embedder.default_batch_size)
-    progress = Progress(n_texts, settings.embedder, reused=n_texts - len(todo))
+    reused = n_texts - len(todo)
+    if reused:
+        get_run_logger().info(
+            "embed: %d/%d texts need no embedding (in the cache or repeated)", reused, n_texts
+        )
     started = time.monotonic()
     futures = {
         runner.submit(
@@ -243,11 +215,13 @@ def _embed_job(
     }
     parts: dict[int, np.ndarray] = {}
     counts: list[dict[str, float]] = []
-    for future in as_completed(list(futures)):
-        start, stop = futures[future]
-        parts[start], batch_counts = future.result()
-        counts.append(batch_counts)
-        progress.advance(stop - start)
+    description = f"Texts embedded ({settings.embedder}); {reused} of {n_texts} were in the cache or repeated"
+    with progress("embed", n_texts, "texts", done=reused, description=description) as bar:
+        for future in as_completed(list(futures)):
+            start, stop = futures[future]
+            parts[start], batch_counts = future.result()
+            counts.append(batch_counts)
+            bar.advance(stop - start)
     seconds = time.monotonic() - started
     computed = [parts[start] for start, _ in batches]
     vectors = _assemble(n_texts, lookup.found, lookup.cached, todo, computed, lookup.keys)

@@ -1,0 +1,94 @@
+"""Progress of a long stage: log lines with rate and ETA, mirrored in a Prefect progress artifact.
+
+A stage opens one with :func:`progress`; code deep inside it (an openTSNE
+callback, a batch loop) reports through :func:`advance_to` without being handed
+anything, the way the embedders' counters work (``tasks.embed._base.tallying``).
+Outside a Prefect run the lines go to the standard logger and no artifact is made,
+so stages stay usable, and testable, without Prefect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+
+log = logging.getLogger(__name__)
+
+_CURRENT: ContextVar[Progress | None] = ContextVar("progress", default=None)
+
+
+class Progress:
+    """``done`` of ``total`` ``unit`` of one stage, with rate and ETA.
+
+    ``done`` may start above 0 (texts found in the cache): the rate counts only
+    what this run did. The artifact's key is ``<stage>-progress``.
+    """
+
+    def __init__(self, stage: str, total: int, unit: str, *, done: int = 0, description: str = "") -> None:
+        self.stage, self.total, self.unit = stage, max(total, 1), unit
+        self.done = self.started_at = done
+        self.started = time.monotonic()
+        self.artifact_id = None
+        try:
+            self.logger: logging.Logger | logging.LoggerAdapter = get_run_logger()
+        except MissingContextError:
+            self.logger = log
+        else:
+            self.artifact_id = create_progress_artifact(
+                progress=self.percent, key=f"{stage}-progress", description=description or f"{stage}: {unit}"
+            )
+
+    @property
+    def percent(self) -> float:
+        """Share done, 0-100."""
+        return 100.0 * self.done / self.total
+
+    def advance(self, count: int) -> None:
+        """``count`` more units done."""
+        self.advance_to(self.done + count)
+
+    def advance_to(self, done: int) -> None:
+        """``done`` units done in all; logs a line and updates the artifact."""
+        self.done = min(done, self.total)
+        elapsed = time.monotonic() - self.started
+        rate = (self.done - self.started_at) / elapsed if elapsed > 0 else 0.0
+        left = f"about {(self.total - self.done) / rate:.0f} s left" if rate > 0 else "time left unknown"
+        self.logger.info(
+            "%s: %d/%d %s (%.0f%%), %.1f %s/s, %s",
+            self.stage,
+            self.done,
+            self.total,
+            self.unit,
+            self.percent,
+            rate,
+            self.unit,
+            left,
+        )
+        if self.artifact_id is not None:
+            update_progress_artifact(self.artifact_id, progress=self.percent)
+
+
+@contextlib.contextmanager
+def progress(
+    stage: str, total: int, unit: str, *, done: int = 0, description: str = ""
+) -> Iterator[Progress]:
+    """Open the progress of ``stage``; :func:`advance_to` reports to it until the block ends."""
+    current = Progress(stage, total, unit, done=done, description=description)
+    token = _CURRENT.set(current)
+    try:
+        yield current
+    finally:
+        _CURRENT.reset(token)
+
+
+def advance_to(done: int) -> None:
+    """Report ``done`` units to the stage's open progress; nothing happens when none is open."""
+    if (current := _CURRENT.get()) is not None:
+        current.advance_to(done)
