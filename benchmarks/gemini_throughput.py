@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tasks.embed._base import tallying  # noqa: E402
 from tasks.embed._gemini import GeminiEmbedder  # noqa: E402
 from tests.gemini_server import FakeGemini  # noqa: E402
 
@@ -66,8 +67,9 @@ def embedder_run(embedder: GeminiEmbedder, texts: list[str]):
     """Embed ``texts``; return the requests made."""
 
     def work() -> int:
-        embedder.embed(texts)
-        return embedder.stats()["requests"]
+        with tallying() as tally:
+            embedder.embed(texts)
+        return int(tally.counts["requests"])
 
     return work
 
