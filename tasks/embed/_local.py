@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from functools import cache
 from importlib.util import find_spec
@@ -138,8 +139,18 @@ class LocalEmbedder(Embedder):
         self.spec = get_model(model)
         self.precision = precision
         self.models_dir = models_dir
-        self._model = load_model(self.spec.name, precision, models_dir)
+        # Loaded on the first text to embed: a plan, or a run whose texts are all cached, needs no model.
+        self._model: Any = None
+        self._loading = threading.Lock()
         self.typical_texts_per_second = self.TYPICAL_TEXTS_PER_SECOND.get(self.spec.name)
+
+    @property
+    def model(self) -> Any:
+        """The sentence-transformer, loaded (once, whichever batch thread asks first) when first needed."""
+        with self._loading:
+            if self._model is None:
+                self._model = load_model(self.spec.name, self.precision, self.models_dir)
+        return self._model
 
     @property
     def model_name(self) -> str:
@@ -170,7 +181,7 @@ class LocalEmbedder(Embedder):
         options: dict[str, Any] = {}
         if self.spec.prompt_name is not None:
             options["prompt_name"] = self.spec.prompt_name
-        vectors = self._model.encode(
+        vectors = self.model.encode(
             list(texts), batch_size=32, normalize_embeddings=True, show_progress_bar=False, **options
         )
         return np.asarray(vectors, dtype=np.float32)
