@@ -6,8 +6,10 @@ default as help. Values are validated by the same models, so the CLI, the
 Prefect UI and deployments share one definition and one set of defaults.
 
 Everything that can be checked without reading data (flags, files, the output
-folder) is checked before the flow starts, so a refusal comes at once, before
-Prefect starts its temporary server. The flow runs in a thread while the main
+folder) is checked before the flow's module is imported: the parameters are
+read from the flow's source, as ``prefect deploy`` reads them, so a refusal
+comes in well under a second, before Prefect and the stages are imported
+(seconds) and before Prefect starts its temporary server. The flow runs in a thread while the main
 thread waits for signals: Ctrl-C or SIGTERM ends the run at once (the batches
 already embedded stay in the cache), and a watchdog process ends the temporary
 server even when the command itself is killed.
@@ -16,14 +18,17 @@ server even when the command itself is killed.
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
+import importlib.util
 import inspect
 import logging
 import os
 import signal
 import sys
 import threading
-import typing
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
@@ -89,9 +94,63 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
-def _documented(flow_fn: Any, name: str) -> str:
+@dataclass(frozen=True)
+class FlowSource:
+    """What the command line needs of a flow, read from its source file without importing it.
+
+    Attributes
+    ----------
+    entrypoint : str
+        ``"module:function"``, e.g. ``"flows.newsgroups:newsgroups"``.
+    doc : str
+        The flow function's docstring.
+    parameters : dict of str to (annotation, default)
+        The flow's parameters, in order.
+    """
+
+    entrypoint: str
+    doc: str
+    parameters: dict[str, tuple[Any, Any]]
+
+    def load(self) -> Any:
+        """Import the flow's module (Prefect and every stage with it) and return the flow."""
+        module, function = self.entrypoint.split(":")
+        return getattr(importlib.import_module(module), function)
+
+
+def read_flow(entrypoint: str) -> FlowSource:
+    """The parameters and docstring of the flow at ``entrypoint``, read from its source.
+
+    Annotations and defaults are evaluated in the namespace of ``tasks.config``,
+    which defines every type a flow parameter may have; a flow that used another
+    one fails here with a NameError, on every run of its command line.
+    """
+    import tasks.config
+
+    module, function = entrypoint.split(":")
+    spec = importlib.util.find_spec(module)
+    source = Path(spec.origin).read_text()
+    node = next(
+        node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef) and node.name == function
+    )
+    namespace = dict(vars(tasks.config))
+
+    def value(expression: ast.expr) -> Any:
+        return eval(compile(ast.Expression(expression), spec.origin, "eval"), namespace)
+
+    arguments = node.args.args
+    defaults = [inspect.Parameter.empty] * (len(arguments) - len(node.args.defaults)) + [
+        value(default) for default in node.args.defaults
+    ]
+    parameters = {
+        arg.arg: (value(arg.annotation), default) for arg, default in zip(arguments, defaults, strict=True)
+    }
+    return FlowSource(entrypoint, ast.get_docstring(node) or "", parameters)
+
+
+def _documented(flow: FlowSource, name: str) -> str:
     """The description of ``name`` in the flow docstring's numpydoc "Parameters" section."""
-    lines = (inspect.getdoc(flow_fn.fn) or "").splitlines()
+    lines = flow.doc.splitlines()
     for index, line in enumerate(lines):
         if line.split(":")[0].strip() == name and ":" in line:
             body = []
@@ -107,22 +166,15 @@ def _default(info: FieldInfo) -> Any:
     return info.default_factory() if info.default_factory else info.default  # type: ignore[call-arg]
 
 
-def flow_parameters(flow_fn: Any) -> dict[str, tuple[Any, Any]]:
-    """The flow's parameters: name -> (resolved annotation, default)."""
-    fn = flow_fn.fn
-    hints = typing.get_type_hints(fn, include_extras=True)
-    return {name: (hints[name], param.default) for name, param in inspect.signature(fn).parameters.items()}
-
-
-def build_parser(flow_fn: Any, prog: str) -> argparse.ArgumentParser:
+def build_parser(flow: FlowSource, prog: str) -> argparse.ArgumentParser:
     """An argparse parser with one flag per settings field and per plain flow argument."""
     parser = argparse.ArgumentParser(
         prog=prog,
-        description=inspect.getdoc(flow_fn.fn).split("\n\n")[0],
+        description=flow.doc.split("\n\n")[0],
         # A mistyped flag is refused instead of read as the flag it abbreviates.
         allow_abbrev=False,
     )
-    for name, (annotation, default) in flow_parameters(flow_fn).items():
+    for name, (annotation, default) in flow.parameters.items():
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             group = parser.add_argument_group(name, (annotation.__doc__ or "").strip().split("\n")[0])
             for field_name, info in annotation.model_fields.items():
@@ -134,7 +186,7 @@ def build_parser(flow_fn: Any, prog: str) -> argparse.ArgumentParser:
                     info.description or "",
                 )
         else:
-            _add_option(parser, name, annotation, default, _documented(flow_fn, name))
+            _add_option(parser, name, _unwrap_optional(annotation), default, _documented(flow, name))
     parser.add_argument("--debug", action="store_true", help="Show full tracebacks and debug logs.")
     return parser
 
@@ -142,18 +194,19 @@ def build_parser(flow_fn: Any, prog: str) -> argparse.ArgumentParser:
 def _sentence(error: ValidationError, parameter: str) -> str:
     problems = []
     for item in error.errors():
-        # A settings field has its name in loc; a plain flow argument (validated alone) has none.
-        name = str(item["loc"][0]) if item["loc"] else parameter
+        # A settings field has its name in loc; a plain flow argument (validated alone) has none,
+        # or only the position of the list item that was refused.
+        name = item["loc"][0] if item["loc"] and isinstance(item["loc"][0], str) else parameter
         problems.append(f"{_flag(name)}: {item['msg']} (got {item.get('input')!r})")
     return "Invalid parameter " + "; ".join(problems) + ". See --help."
 
 
-def flow_kwargs(flow_fn: Any, args: argparse.Namespace) -> dict[str, Any]:
+def flow_kwargs(flow: FlowSource, args: argparse.Namespace) -> dict[str, Any]:
     """Build the flow's keyword arguments from parsed flags; raise :class:`InputError` if invalid."""
     given = {k: v for k, v in vars(args).items() if k != "debug"}
     kwargs: dict[str, Any] = {}
     try:
-        for name, (annotation, _default) in flow_parameters(flow_fn).items():
+        for name, (annotation, _default) in flow.parameters.items():
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 fields = {f: given[f] for f in annotation.model_fields if f in given}
                 kwargs[name] = annotation(**fields)
@@ -273,19 +326,24 @@ def _run_in_thread(flow_fn: Any, kwargs: dict[str, Any]) -> Any:
     return outcome["result"]
 
 
-def main(flow_fn: Any, argv: Sequence[str] | None = None, prog: str = "python -m flows.newsgroups") -> int:
-    """Parse ``argv``, check it, run the flow, print where its results are; returns the exit status.
+def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, check it, run the flow at ``entrypoint``, print where its results are.
 
-    It owns the process it runs in: once the checks pass it takes over SIGINT and
-    SIGTERM and starts a watchdog that ends this process's children when it dies.
+    Returns the exit status. The flow's module is imported only once the flags
+    and files are accepted. It owns the process it runs in: once the checks pass
+    it takes over SIGINT and SIGTERM and starts a watchdog that ends this
+    process's children when it dies.
     """
-    parser = build_parser(flow_fn, prog)
+    flow = read_flow(entrypoint)
+    parser = build_parser(flow, prog="python -m " + entrypoint.split(":")[0])
     args = parser.parse_args(argv)
-    if not args.debug:
-        _hide_refusals()
     try:
-        kwargs = flow_kwargs(flow_fn, args)
+        kwargs = flow_kwargs(flow, args)
         check_files(kwargs)
+        flow_fn = flow.load()
+        # After the import: Prefect sets up its log handlers when it is imported.
+        if not args.debug:
+            _hide_refusals()
         _stop_on_signals(kwargs)
         start_watchdog()
         manifest = _run_in_thread(flow_fn, kwargs)

@@ -10,8 +10,16 @@ both also published as Prefect artifacts.
 
 from __future__ import annotations
 
-import os
 import sys
+
+if __name__ == "__main__":
+    # The command line reads the flow's parameters from this file and refuses a bad flag or file
+    # before the imports below run: Prefect and the stages take seconds to import.
+    from flows.cli import main
+
+    sys.exit(main("flows.compare:compare"))
+
+import os
 from typing import Any
 
 from prefect import flow
@@ -106,9 +114,3 @@ def compare(
         table = comparison.step("publish", publish_comparison, manifests, roots, layout=comparison.layout)
         comparison.record(comparison=table.to_dict(orient="records"))
     return comparison.manifest
-
-
-if __name__ == "__main__":
-    from flows.cli import main
-
-    sys.exit(main(compare, prog="python -m flows.compare"))

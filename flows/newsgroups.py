@@ -6,6 +6,14 @@ Run it with ``python -m flows.newsgroups`` (``--help`` lists every parameter).
 from __future__ import annotations
 
 import sys
+
+if __name__ == "__main__":
+    # The command line reads the flow's parameters from this file and refuses a bad flag or file
+    # before the imports below run: Prefect and the stages take seconds to import.
+    from flows.cli import main
+
+    sys.exit(main("flows.newsgroups:newsgroups"))
+
 from typing import Any
 
 from prefect import flow
@@ -94,9 +102,3 @@ def newsgroups(
         )
         analyse_sample(run, sample, settings)
     return run.manifest
-
-
-if __name__ == "__main__":
-    from flows.cli import main
-
-    sys.exit(main(newsgroups))

@@ -2,23 +2,59 @@
 
 ``flows/newsgroups.py`` runs them once; ``flows/compare.py`` once per variant
 of the same sample. Each call fills one run: its files, timings and manifest.
+The Prefect tasks of the features, map and cluster stages live here, not beside their
+backends, so ``tasks.config`` can read the backends' names without importing
+Prefect (the command line refuses a bad flag before Prefect is imported).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+from prefect import task
 
 from tasks.check import check_task
-from tasks.cluster import cluster_task
+from tasks.cluster import Clusterer, cluster_embeddings
 from tasks.config import RunSettings
-from tasks.embed import embed_sample, plan_task
-from tasks.embed.hybrid import features_task
+from tasks.embed.hybrid import append_tfidf
+from tasks.embed.stage import embed_sample, plan_task
 from tasks.evaluate import evaluate_task
-from tasks.layout import NOISE
+from tasks.layout import ASSIGNMENTS_SCHEMA, MAP_SCHEMA, NOISE, RunLayout, write_table
 from tasks.names import name_task
 from tasks.publish import publish_task
-from tasks.reduce import map_task
+from tasks.reduce import Reducer, map_embeddings
 from tasks.run import Run
+
+
+@task(name="map", task_run_name="map-{reducer.name}")
+def map_task(
+    sample: pd.DataFrame, vectors: np.ndarray, reducer: Reducer, *, layout: RunLayout
+) -> pd.DataFrame:
+    """Prefect task: :func:`~tasks.reduce.map_embeddings` of the sample, persisted to ``map.parquet``."""
+    frame = map_embeddings(sample["doc_id"].tolist(), vectors, reducer)
+    write_table(frame, layout.map, MAP_SCHEMA)
+    return frame
+
+
+@task(name="cluster", task_run_name="cluster-{clusterer.name}")
+def cluster_task(
+    sample: pd.DataFrame, vectors: np.ndarray, clusterer: Clusterer, *, layout: RunLayout
+) -> np.ndarray:
+    """Prefect task: :func:`~tasks.cluster.cluster_embeddings` on the sample, persisted to ``assignments.parquet``.
+
+    Returns the labels (n,), in the sample's order.
+    """
+    frame = cluster_embeddings(sample["doc_id"].tolist(), vectors, clusterer)
+    write_table(frame, layout.assignments, ASSIGNMENTS_SCHEMA)
+    return frame["cluster"].to_numpy()
+
+
+@task(name="features", task_run_name="features-tfidf-{weight}")
+def features_task(
+    vectors: np.ndarray, texts: list[str], *, weight: float, dimensions: int, seed: int
+) -> np.ndarray:
+    """Prefect task: :func:`~tasks.embed.hybrid.append_tfidf`."""
+    return append_tfidf(vectors, texts, weight=weight, dimensions=dimensions, seed=seed)
 
 
 def analyse_sample(run: Run, sample: pd.DataFrame, settings: RunSettings) -> None:

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from prefect import task
 
 from tasks.errors import InputError
-from tasks.layout import ASSIGNMENTS_SCHEMA, NOISE, RunLayout, write_table
+from tasks.layout import NOISE
 from tasks.reduce import umap_class
 from tasks.registry import Registry
 
@@ -319,16 +318,3 @@ def cluster_embeddings(doc_ids: list[str], vectors: np.ndarray, clusterer: Clust
             f"The {clusterer.name} clusterer returned label {labels.min()}; the lowest allowed is {lowest}."
         )
     return pd.DataFrame({"doc_id": doc_ids, "cluster": labels})
-
-
-@task(name="cluster", task_run_name="cluster-{clusterer.name}")
-def cluster_task(
-    sample: pd.DataFrame, vectors: np.ndarray, clusterer: Clusterer, *, layout: RunLayout
-) -> np.ndarray:
-    """Prefect task: :func:`cluster_embeddings` on the sample, persisted to ``assignments.parquet``.
-
-    Returns the labels (n,), in the sample's order.
-    """
-    frame = cluster_embeddings(sample["doc_id"].tolist(), vectors, clusterer)
-    write_table(frame, layout.assignments, ASSIGNMENTS_SCHEMA)
-    return frame["cluster"].to_numpy()

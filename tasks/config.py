@@ -129,7 +129,10 @@ class EmbeddingSettings(Settings):
         None, ge=1, description="Texts per embedding task (default: the embedder's own choice)."
     )
     tfidf_dimensions: int = Field(
-        256, ge=2, le=4096, description="SVD dimensions of the tfidf embedder and of --tfidf-weight's vectors."
+        256,
+        ge=2,
+        le=4096,
+        description="SVD dimensions of the tfidf embedder and of --tfidf-weight's vectors.",
     )
     tfidf_weight: float = Field(
         0.0,

@@ -4,7 +4,9 @@ A stage opens one with :func:`progress`; code deep inside it (an openTSNE
 callback, a batch loop) reports through :func:`advance_to` without being handed
 anything, the way the embedders' counters work (``tasks.embed._base.tallying``).
 Outside a Prefect run the lines go to the standard logger and no artifact is made,
-so stages stay usable, and testable, without Prefect.
+so stages stay usable, and testable, without Prefect. Prefect is imported when a
+stage opens a progress, not with this module: the backends' modules import it,
+and the command line reads their names before Prefect loads.
 """
 
 from __future__ import annotations
@@ -14,10 +16,6 @@ import logging
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
-
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_run_logger
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +34,10 @@ class Progress:
         self.done = self.started_at = done
         self.started = time.monotonic()
         self.artifact_id = None
+        from prefect.artifacts import create_progress_artifact
+        from prefect.exceptions import MissingContextError
+        from prefect.logging import get_run_logger
+
         try:
             self.logger: logging.Logger | logging.LoggerAdapter = get_run_logger()
         except MissingContextError:
@@ -72,6 +74,8 @@ class Progress:
             left,
         )
         if self.artifact_id is not None:
+            from prefect.artifacts import update_progress_artifact
+
             update_progress_artifact(self.artifact_id, progress=self.percent)
 
 

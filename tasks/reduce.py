@@ -8,10 +8,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
-from prefect import task
 
 from tasks.errors import InputError, MissingDependencyError
-from tasks.layout import MAP_SCHEMA, RunLayout, write_table
 from tasks.progress import advance_to, progress
 from tasks.registry import Registry
 
@@ -209,13 +207,3 @@ def map_embeddings(doc_ids: list[str], vectors: np.ndarray, reducer: Reducer) ->
     reducer.check(len(vectors))
     coords = reducer.fit_transform(vectors)
     return pd.DataFrame({"doc_id": doc_ids, "x": coords[:, 0], "y": coords[:, 1]})
-
-
-@task(name="map", task_run_name="map-{reducer.name}")
-def map_task(
-    sample: pd.DataFrame, vectors: np.ndarray, reducer: Reducer, *, layout: RunLayout
-) -> pd.DataFrame:
-    """Prefect task: :func:`map_embeddings` of the sample, persisted to ``map.parquet``."""
-    frame = map_embeddings(sample["doc_id"].tolist(), vectors, reducer)
-    write_table(frame, layout.map, MAP_SCHEMA)
-    return frame

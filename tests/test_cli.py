@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from flows.cli import build_parser, flow_kwargs
+from flows.cli import build_parser, flow_kwargs, read_flow
+from flows.compare import compare
 from flows.newsgroups import newsgroups
 from tasks.config import (
     CleaningSettings,
@@ -28,6 +29,9 @@ from tasks.config import (
 from tasks.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
+NEWSGROUPS = "flows.newsgroups:newsgroups"
+# What a refusal must not import: each takes from a tenth of a second to seconds.
+HEAVY = ("prefect", "sklearn", "scipy", "seaborn", "matplotlib", "plotly", "torch", "sentence_transformers")
 
 
 def expected_flags() -> dict[str, str]:
@@ -67,8 +71,27 @@ def help_text() -> str:
     return result.stdout
 
 
-def parse(*argv: str) -> dict:
-    return flow_kwargs(newsgroups, build_parser(newsgroups, "test").parse_args(list(argv)))
+def parse(*argv: str, entrypoint: str = NEWSGROUPS) -> dict:
+    flow = read_flow(entrypoint)
+    return flow_kwargs(flow, build_parser(flow, "test").parse_args(list(argv)))
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "flow"), [(NEWSGROUPS, newsgroups), ("flows.compare:compare", compare)]
+)
+def test_the_parameters_read_from_the_source_are_the_flows_own(entrypoint, flow):
+    read = read_flow(entrypoint)
+    hints = typing.get_type_hints(flow.fn, include_extras=True)
+    signature = inspect.signature(flow.fn).parameters
+    assert read.parameters == {name: (hints[name], p.default) for name, p in signature.items()}
+    assert read.doc == inspect.getdoc(flow.fn)
+
+
+def test_a_list_argument_of_the_flow_takes_several_values():
+    kwargs = parse("--embedders", "local", "tfidf", entrypoint="flows.compare:compare")
+    assert kwargs["embedders"] == ["local", "tfidf"]
+    with pytest.raises(InputError, match=r"^Invalid parameter --embedders: .*\(got 'nope'\)"):
+        parse("--embedders", "local", "nope", entrypoint="flows.compare:compare")
 
 
 def test_the_expectation_covers_every_settings_model_field():
@@ -232,7 +255,7 @@ def test_a_wrong_file_or_flag_is_refused_with_one_line_in_under_3_s_before_prefe
     for argv, expected in file_cases(tmp_path):
         started = time.monotonic()
         status = main(
-            newsgroups,
+            NEWSGROUPS,
             [*argv, "--output-dir", str(tmp_path / "runs")] if "--output-dir" not in argv else argv,
         )
         took = time.monotonic() - started
@@ -263,3 +286,45 @@ def test_the_command_refuses_a_folder_as_corpus_without_starting_prefect(tmp_pat
     )
     assert "Starting temporary server" not in result.stdout
     print(f"refused in {took:.1f} s, imports included")
+
+
+def imported_modules(importtime: str) -> set[str]:
+    """The top-level packages named in ``python -X importtime`` output."""
+    lines = [line for line in importtime.splitlines() if line.startswith("import time:")]
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in lines[1:]}
+
+
+@pytest.mark.parametrize(
+    ("argv", "refusal"),
+    [
+        (
+            ["--per-class", "-5"],
+            "error: Invalid parameter --per-class: Input should be greater than or equal to 0",
+        ),
+        (
+            ["--corpus", "missing.csv"],
+            "error: The corpus file missing.csv does not exist; check the --corpus path.",
+        ),
+        (
+            ["--output-dir", "results.txt"],
+            "error: The output folder results.txt is a file; pass an --output-dir",
+        ),
+    ],
+    ids=["flag", "missing-corpus", "output-dir-is-a-file"],
+)
+def test_a_refusal_imports_neither_prefect_nor_the_heavy_libraries(argv, refusal, tmp_path):
+    (tmp_path / "results.txt").write_text("a file")
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "flows.newsgroups", *argv],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    messages = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert len(messages) == 1 and messages[0].startswith(refusal), messages
+    imported = imported_modules(result.stderr)
+    assert {"pydantic", "tasks", "flows"} <= imported  # the output was read right
+    assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))

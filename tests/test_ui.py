@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 from chromedriver_client import WebDriver, chromium_available
 
@@ -355,3 +356,122 @@ def test_artifacts_tab_and_summary_render_the_table_and_the_plots_in_chromium(se
         browser.fit_to_content()
         browser.screenshot(shots / "ui-artifacts.png")
     assert (shots / "ui-artifacts.png").stat().st_size > 20_000
+
+
+# Cancelling from the UI: the Cancel button sets the run's state to Cancelling through the API; the
+# worker (or the `serve` process) that started the run then sends its process group SIGTERM, then
+# SIGKILL after a grace period, and marks the run Cancelled.
+GEMINI_KEY = "test-key"
+N_CANCEL_TEXTS = 200
+
+
+def _slow_gemini_run(output_dir: Path) -> dict:
+    """Parameters of a run whose embedding takes a minute: Gemini, against a slow fake, 5 texts a request."""
+    return {
+        "sampling": {"groups": ["sci"], "per_class": N_CANCEL_TEXTS // 4},
+        "embedding": {
+            "embedder": "gemini",
+            "batch_size": 5,
+            "max_concurrency": 1,
+            "requests_per_minute": 100000,
+            "tokens_per_minute": 10000000,
+        },
+        "mapping": {"reducer": "pca"},
+        "output": {"output_dir": str(output_dir), "run_name": "cancelled"},
+    }
+
+
+def _cache_parts(output_dir: Path) -> list[Path]:
+    return sorted(output_dir.glob(".embedding-cache/*/part-*.parquet"))
+
+
+def _starts_runs(how: str, server: Server, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A process worker on the pool, or `deployments.serve` serving the nightly deployment, in the copy."""
+    if how == "worker":
+        command = [str(PREFECT), "worker", "start", "--pool", "newsgroups-process"]
+    else:
+        command = [sys.executable, "-m", "deployments.serve", "--file", "served.yaml", "-n", "served-nightly"]
+    with log.open("w") as out:
+        # Through a shell's `cd`, which sets $PWD: the pull step of prefect.yaml reads it.
+        return subprocess.Popen(
+            ["bash", "-c", 'cd "$0" && exec "$@"', str(server.repo), *command],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+@pytest.mark.parametrize("how", ["worker", "serve"])
+def test_cancelling_a_run_mid_embedding_ends_it_cancelled_keeps_the_cache_and_leaves_no_process(
+    how, server, deployed, tmp_path
+):
+    from flows.watchdog import _running, descendants, start_time
+    from tests.gemini_server import FakeGemini
+
+    output_dir, log = tmp_path / "runs", tmp_path / f"{how}.log"
+    (server.repo / "served.yaml").write_text(
+        (server.repo / "prefect.yaml").read_text().replace("name: nightly-tutorial", "name: served-nightly")
+    )
+    with FakeGemini(api_key=GEMINI_KEY, latency_s=0.3, default_dimensions=768) as gemini:
+        env = {
+            **server.env,
+            "GOOGLE_GEMINI_BASE_URL": gemini.url,
+            "GEMINI_API_KEY": GEMINI_KEY,
+            # How often the runner of `serve` looks for runs to start (default 10 s).
+            "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+        }
+        starter = _starts_runs(how, server, env, log)
+        try:
+            name = DEPLOYMENT if how == "worker" else "newsgroups/served-nightly"
+            deployment = _wait_for(
+                lambda: (
+                    (r := httpx.get(f"{server.api}/deployments/name/{name}", timeout=30)).status_code == 200
+                    and r.json()
+                ),
+                timeout=120,
+                what="the deployment",
+            )
+            run = server.post(
+                f"/deployments/{deployment['id']}/create_flow_run",
+                {"parameters": _slow_gemini_run(output_dir)},
+            )
+            _wait_for(
+                lambda: _cache_parts(output_dir), timeout=300, what="a batch in the cache", interval=0.1
+            )
+            run_processes = [(pid, start_time(pid)) for pid in descendants(starter.pid)]
+            assert run_processes, "the run's process was not found under the " + how
+            cancelled_at = time.monotonic()
+            server.post(f"/flow_runs/{run['id']}/set_state", {"state": {"type": "CANCELLING"}})
+            final = _wait_for(
+                lambda: (
+                    (r := server.get(f"/flow_runs/{run['id']}"))["state_type"]
+                    in {"CANCELLED", "COMPLETED", "FAILED", "CRASHED"}
+                    and r
+                ),
+                timeout=90,
+                what="the run to end",
+                interval=0.5,
+            )
+            took = time.monotonic() - cancelled_at
+            _wait_for(
+                lambda: not any(started and _running(pid, started) for pid, started in run_processes),
+                timeout=10,
+                what="the run's processes to end",
+                interval=0.1,
+            )
+            requests, kept = gemini.requests, _cache_parts(output_dir)
+            time.sleep(1.5)
+            assert gemini.requests == requests, "a batch was sent after the run was cancelled"
+        finally:
+            _stop(starter)
+    output = log.read_text()
+    assert final["state_type"] == "CANCELLED", output[-4000:]
+    assert took < 45, f"{took:.0f} s from Cancelling to {final['state_name']}"
+    stored = sum(pq.ParquetFile(p).metadata.num_rows for p in kept)
+    assert 5 <= stored < N_CANCEL_TEXTS, stored
+    assert _cache_parts(output_dir) == kept
+    assert not (output_dir / "cancelled" / "manifest.json").exists()
+    assert (output_dir / "cancelled").is_dir()
+    print(f"{how}: {final['state_name']} {took:.1f} s after Cancelling, {stored} texts kept")

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from tasks.embed._base import EMBEDDERS, Embedder, l2_normalise
 
@@ -44,6 +42,11 @@ class TfidfEmbedder(Embedder):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Fit on ``texts`` and embed them; returns (len(texts), k) float32."""
+        # Imported here: scikit-learn takes a second or more, and the command line imports this
+        # module (through tasks.config) to refuse a bad flag before any of it is needed.
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         # Terms in a single post are noise in a real corpus but all there is in a tiny one.
         min_df, max_df = (2, 0.5) if len(texts) >= 50 else (1, 1.0)
         tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=min_df, max_df=max_df)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from prefect import task
 
 from tasks.embed._tfidf import TfidfEmbedder
 
@@ -32,11 +31,3 @@ def append_tfidf(
         return vectors
     tfidf = TfidfEmbedder(dimensions=dimensions, seed=seed).embed(texts)
     return np.hstack([vectors, np.float32(weight) * tfidf]).astype(np.float32)
-
-
-@task(name="features", task_run_name="features-tfidf-{weight}")
-def features_task(
-    vectors: np.ndarray, texts: Sequence[str], *, weight: float, dimensions: int, seed: int
-) -> np.ndarray:
-    """Prefect task: :func:`append_tfidf`."""
-    return append_tfidf(vectors, texts, weight=weight, dimensions=dimensions, seed=seed)

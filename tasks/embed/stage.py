@@ -16,6 +16,7 @@ import pandas as pd
 from prefect import tags, task
 from prefect.futures import as_completed
 from prefect.logging import get_run_logger
+from prefect.states import Cancelled, State
 
 from tasks.embed._base import EMBEDDERS, Embedder, sum_counts, tallying
 from tasks.embed._pacing import forget_shared
@@ -64,6 +65,10 @@ class EmbedJob:
                 _LIVE[self.key] = (embedder, threading.BoundedSemaphore(embedder.max_concurrency))
             return _LIVE[self.key]
 
+    def stop(self) -> None:
+        """Let none of this job's batches start from now on; those already embedding finish (and are cached)."""
+        _STOPPED.add(self.key)
+
     def release(self) -> None:
         """Drop this job's embedder from this process once its stage is done."""
         with _LIVE_LOCK:
@@ -75,6 +80,8 @@ MIN_TEXTS_TO_MEASURE = 64
 
 _LIVE: dict[str, tuple[Embedder, threading.BoundedSemaphore]] = {}
 _LIVE_LOCK = threading.Lock()
+# Keys of stopped jobs. Kept after the job is released: its batches may still be waiting for a slot then.
+_STOPPED: set[str] = set()
 
 
 def new_job(settings: Settings, *, seed: int, shared: bool = False) -> EmbedJob:
@@ -98,6 +105,10 @@ def plan_batches(n_texts: int, batch_size: int | None) -> list[tuple[int, int]]:
     return [(start, min(start + size, n_texts)) for start in range(0, n_texts, size)]
 
 
+class BatchNotStarted(Exception):
+    """The job was stopped while this batch waited for a slot (see :meth:`EmbedJob.stop`)."""
+
+
 def embed_batch(
     texts: Sequence[str], job: EmbedJob, *, cache: EmbeddingCache | None = None
 ) -> tuple[np.ndarray, dict[str, float]]:
@@ -109,6 +120,8 @@ def embed_batch(
     """
     embedder, slots = job.embedder()
     with slots, tallying() as tally:
+        if job.key in _STOPPED:
+            raise BatchNotStarted("The run was stopped before this batch started.")
         vectors = embedder.embed(texts)
     if vectors.ndim != 2 or len(vectors) != len(texts):
         raise RuntimeError(
@@ -131,9 +144,13 @@ def embed_batch(
 )
 def embed_batch_task(
     texts: list[str], job: EmbedJob, *, batch: int, cache: EmbeddingCache | None
-) -> tuple[np.ndarray, dict[str, float]]:
+) -> tuple[np.ndarray, dict[str, float]] | State:
     """Prefect task: :func:`embed_batch`; failures other than permanent ones are retried."""
-    return embed_batch(texts, job, cache=cache)
+    try:
+        return embed_batch(texts, job, cache=cache)
+    except BatchNotStarted as stopped:
+        # Shown as Cancelled in the UI, with no traceback: nothing went wrong in the batch.
+        return Cancelled(message=str(stopped))
 
 
 def _open_cache(embedder: Embedder, settings: Settings, cache_dir: Path | None) -> EmbeddingCache | None:
@@ -216,12 +233,19 @@ def _embed_job(
     parts: dict[int, np.ndarray] = {}
     counts: list[dict[str, float]] = []
     description = f"Texts embedded ({settings.embedder}); {reused} of {n_texts} were in the cache or repeated"
-    with progress("embed", n_texts, "texts", done=reused, description=description) as bar:
-        for future in as_completed(list(futures)):
-            start, stop = futures[future]
-            parts[start], batch_counts = future.result()
-            counts.append(batch_counts)
-            bar.advance(stop - start)
+    try:
+        with progress("embed", n_texts, "texts", done=reused, description=description) as bar:
+            for future in as_completed(list(futures)):
+                start, stop = futures[future]
+                parts[start], batch_counts = future.result()
+                counts.append(batch_counts)
+                bar.advance(stop - start)
+    except BaseException:
+        # A batch failed, or the run is being stopped: a cancel from the UI is a SIGTERM to this
+        # process, and the flow's task runner waits for every batch it started before the process
+        # can exit. Batches waiting for a slot give up; those embedding finish and are cached.
+        job.stop()
+        raise
     seconds = time.monotonic() - started
     computed = [parts[start] for start, _ in batches]
     vectors = _assemble(n_texts, lookup.found, lookup.cached, todo, computed, lookup.keys)
