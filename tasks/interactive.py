@@ -1,11 +1,14 @@
 """The interactive map, ``map.html``: one self-contained page that makes no request.
 
 The page holds plotly.js (inlined from the ``plotly`` package), the points and
-a few lines of our own JavaScript for the search box. Points are coloured by
-class or by cluster (two sets of traces, one per legend entry, switched by two
-buttons; noise is grey), the legend hides and shows groups, the mouse zooms and
-pans, and hovering shows a post's class, cluster, subject and start. Maps of
-:data:`WEBGL_FROM` points or more are drawn with WebGL, smaller ones in SVG.
+a few lines of our own JavaScript for the search box and the toggle. Points are
+coloured by class or by cluster (two sets of traces, one per legend entry,
+switched by two buttons; noise is grey), the legend hides and shows groups, the
+mouse zooms and pans, and hovering shows a post's class, cluster, subject and
+start. Each post is in the page once, in the cluster traces: the class traces
+are filled from them at the first toggle, which also keeps them out of the
+first render. Maps of :data:`WEBGL_FROM` points or more are drawn with WebGL,
+smaller ones in SVG.
 
 Why plotly rather than Bokeh, whose JavaScript also ships in its package
 (``benchmarks/map_html.py``, 2026-11-27, headless Chromium with software
@@ -24,20 +27,23 @@ Bokeh's pages are smaller (its bundle is 1.6 MB against plotly's 4.8 MB), but
 plotly draws first at both sizes with about half the CPU, both stay under the
 size targets (6 MB at 600 points, 20 MB at 18,846), and plotly gives the toggle
 (``updatemenus``), hover templates and legend toggling as figure settings, so
-our own JavaScript is only the search box. The first load of a page misses the
-3 s target here: most of it is compiling plotly's 4.8 MB bundle on busy cores.
+our own JavaScript is the search box and the filling of the class traces. Most
+of a first load is compiling plotly's 4.8 MB bundle; the README has the times
+of the page as it is now.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
 
 from tasks.layout import atomic_path
 from tasks.mapdata import MapData
@@ -53,8 +59,9 @@ HOVER_TEMPLATE = (
 )
 UNLABELLED_HOVER_TEMPLATE = HOVER_TEMPLATE.replace("<br>class: %{customdata[0]}", "")
 
-# Runs once the plot is drawn: notes the moment of first render (for the benchmark), wires the search box.
-SEARCH_SCRIPT = """
+# Runs once the plot is drawn: notes the moment of first render (for the benchmark), wires the search box
+# and the colouring buttons.
+PAGE_SCRIPT = """
 requestAnimationFrame(function () { window.mapRenderedAt = performance.now(); });
 var gd = document.getElementById('{plot_id}'), settings = __SETTINGS__, points = null;
 var entities = {'&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#x27;': "'"};
@@ -62,7 +69,7 @@ var decode = function (s) { return s.replace(/<br>/g, ' ').replace(/&(amp|lt|gt|
 // Built at the first search, not before the first render.
 var searchable = function () {
   points = [];
-  settings.searched.forEach(function (t) {
+  settings.clusters.forEach(function (t) {
     var trace = gd.data[t];
     for (var i = 0; i < trace.x.length; i++) {
       points.push({x: trace.x[i], y: trace.y[i], text: decode(trace.customdata[i][2] + ' ' + trace.customdata[i][3]).toLowerCase()});
@@ -76,6 +83,24 @@ input.addEventListener('input', function () {
   var hits = word ? all.filter(function (p) { return p.text.indexOf(word) >= 0; }) : [];
   Plotly.restyle(gd, {x: [hits.map(function (p) { return p.x; })], y: [hits.map(function (p) { return p.y; })]}, [settings.highlight]);
   count.textContent = word ? hits.length + ' of ' + all.length + ' posts' : '';
+});
+// The class traces come empty and are filled at the first toggle, not before the first render, with the
+// cluster traces' points and hover rows, so each post's text is in the page once.
+var classesFilled = false;
+gd.on('plotly_buttonclicked', function (event) {
+  if (!classesFilled) {
+    var byName = {};
+    settings.classes.forEach(function (t) { byName[gd.data[t].name] = gd.data[t]; });
+    settings.clusters.forEach(function (c) {
+      var trace = gd.data[c];
+      trace.customdata.forEach(function (row, i) {
+        var t = byName[row[0]];
+        t.x.push(trace.x[i]); t.y.push(trace.y[i]); t.customdata.push(row);
+      });
+    });
+    classesFilled = true;
+  }
+  Plotly.update(gd, event.button.args[0], event.button.args[1]);
 });
 """
 
@@ -95,6 +120,12 @@ header { display: flex; gap: 1em; align-items: baseline; }
 <header><h1>__TITLE__</h1>
 <label>Search posts <input id="search" type="search" placeholder="a word, e.g. orbit"></label>
 <span id="search-count"></span></header>
+<script>__PLOTLYJS__</script>
+<script>
+// plotly draws WebGL at twice the canvas size, four times the pixels a screen of ratio 1 shows, and
+// software WebGL (as in the benchmark) pays for every one: about 0.5 s of a load at 18,846 points.
+Plotly.setPlotConfig({plotGlPixelRatio: Math.max(1, window.devicePixelRatio || 1)});
+</script>
 __PLOT__
 </body>
 </html>
@@ -132,50 +163,51 @@ def _scatter(n_points: int) -> type[go.Scatter] | type[go.Scattergl]:
     return go.Scattergl if n_points >= WEBGL_FROM else go.Scatter
 
 
-def _traces(
-    points: pd.DataFrame,
-    hover: np.ndarray,
-    column: str,
-    colours: dict[str, str],
-    *,
-    visible: bool,
-    template: str,
-) -> list[go.Scatter | go.Scattergl]:
-    """One trace per legend entry of ``column``, in the legend's order."""
-    size, scatter = marker_size(len(points)), _scatter(len(points))
-    traces = []
-    for name, colour in colours.items():
-        rows = np.flatnonzero((points[column] == name).to_numpy())
-        traces.append(
-            scatter(
-                x=np.round(points["x"].to_numpy(np.float64)[rows], 3).tolist(),
-                y=np.round(points["y"].to_numpy(np.float64)[rows], 3).tolist(),
-                customdata=hover[rows].tolist(),
-                mode="markers",
-                name=html.escape(name),
-                marker={"color": colour, "size": size, "opacity": 0.8},
-                hovertemplate=template,
-                visible=visible,
-            )
-        )
-    return traces
+def _trace(
+    name: str, colour: str, n_points: int, template: str, **data: list | bool
+) -> go.Scatter | go.Scattergl:
+    """One legend entry of a map of ``n_points``; ``data`` holds x, y, customdata and any other setting."""
+    return _scatter(n_points)(
+        **data,
+        mode="markers",
+        name=html.escape(name),
+        marker={"color": colour, "size": marker_size(n_points), "opacity": 0.8},
+        hovertemplate=template,
+    )
 
 
 def map_figure(data: MapData) -> go.Figure:
     """The map as a plotly figure: per-cluster traces, per-class traces (if labelled), search highlight.
 
     Traces are ordered clusters, then classes, then the (empty) highlight trace
-    that the page's search fills.
+    that the page's search fills. The class traces are empty too: the page fills
+    them at the first toggle (see :data:`PAGE_SCRIPT`), by the first field of the
+    cluster traces' hover rows, the escaped class name, which is each class
+    trace's name.
     """
     points = data.points
     hover = _hover_texts(points)
     template = HOVER_TEMPLATE if data.labelled else UNLABELLED_HOVER_TEMPLATE
-    by_cluster = _traces(
-        points, hover, "cluster_label", data.cluster_colours, visible=True, template=template
-    )
-    by_class = []
-    if data.labelled:
-        by_class = _traces(points, hover, "class_name", data.class_colours, visible=False, template=template)
+    x, y = (np.round(points[axis].to_numpy(np.float64), 3) for axis in ("x", "y"))
+    by_cluster = []
+    for name, colour in data.cluster_colours.items():
+        rows = np.flatnonzero((points["cluster_label"] == name).to_numpy())
+        by_cluster.append(
+            _trace(
+                name,
+                colour,
+                len(points),
+                template,
+                x=x[rows].tolist(),
+                y=y[rows].tolist(),
+                customdata=hover[rows].tolist(),
+                visible=True,
+            )
+        )
+    by_class = [
+        _trace(name, colour, len(points), template, x=[], y=[], customdata=[], visible=False)
+        for name, colour in data.class_colours.items()
+    ]
     highlight = _scatter(len(points))(
         x=[],
         y=[],
@@ -199,7 +231,9 @@ def map_figure(data: MapData) -> go.Figure:
         buttons = [
             {
                 "label": label,
-                "method": "update",
+                # The page runs the command once it has filled the class traces: plotly runs a button's
+                # command before it reports the click.
+                "method": "skip",
                 "args": [{"visible": visible + [True]}, {"legend.title.text": legend}],
             }
             for label, legend, visible in (
@@ -233,17 +267,22 @@ def map_html(data: MapData, *, title: str) -> str:
         Page title and heading (plain text; it is escaped).
     """
     figure = map_figure(data)
-    n_cluster = len(data.cluster_colours)
-    settings = {"searched": list(range(n_cluster)), "highlight": len(figure.data) - 1}
+    n_cluster, n_class = len(data.cluster_colours), len(data.class_colours)
+    settings = {
+        "clusters": list(range(n_cluster)),
+        "classes": list(range(n_cluster, n_cluster + n_class)),
+        "highlight": n_cluster + n_class,
+    }
     plot = figure.to_html(
         full_html=False,
-        include_plotlyjs=True,
+        include_plotlyjs=False,
         div_id="map",
         default_height="85vh",
         config={"displaylogo": False, "scrollZoom": True, "responsive": True},
-        post_script=SEARCH_SCRIPT.replace("__SETTINGS__", json.dumps(settings)),
+        post_script=PAGE_SCRIPT.replace("__SETTINGS__", json.dumps(settings)),
     )
-    return PAGE.replace("__TITLE__", html.escape(title)).replace("__PLOT__", plot)
+    parts = {"__TITLE__": html.escape(title), "__PLOTLYJS__": get_plotlyjs(), "__PLOT__": plot}
+    return re.sub("__(TITLE|PLOTLYJS|PLOT)__", lambda match: parts[match.group()], PAGE)
 
 
 def render_map_html(data: MapData, path: Path, *, title: str) -> Path:

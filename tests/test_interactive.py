@@ -77,20 +77,23 @@ def test_the_page_inlines_the_plotly_bundle_of_the_installed_package():
     assert "cdn.plot.ly" not in page.split("plotly.js v", 1)[0]
 
 
-def test_each_post_is_in_the_page_once_per_colouring():
+def test_each_post_is_in_the_page_once():
     data = small_map()
     page = map_html(data, title="Map")
     for subject in ["Orbits", "Launch window", "Flour", "Tuning"]:
-        assert page.count(f'"{subject}"') == 2
+        assert page.count(f'"{subject}"') == 1
     unlabelled = map_html(small_map(labelled=False), title="Map")
     assert unlabelled.count('"Orbits"') == 1
 
 
-def test_every_point_is_drawn_once_in_each_colouring():
+def test_every_point_is_in_a_cluster_trace_and_the_class_traces_wait_for_the_toggle():
     figure = map_figure(small_map())
     by_cluster, by_class, highlight = figure.data[:4], figure.data[4:7], figure.data[7]
     assert sum(len(trace.x) for trace in by_cluster) == 9
-    assert sum(len(trace.x) for trace in by_class) == 9
+    # The page fills them at the first toggle (checked in the browser below), by the class in each hover row.
+    assert all(trace.x == () and trace.customdata == () for trace in by_class)
+    hover_classes = {row[0] for trace in by_cluster for row in trace.customdata}
+    assert hover_classes == {trace.name for trace in by_class}
     assert [t.name for t in by_cluster] == [
         "0: orbit, launch (sci.space)",
         "1: flour, oven",
@@ -127,6 +130,7 @@ def test_the_toggle_shows_clusters_first_then_classes():
     figure = map_figure(small_map())
     (menu,) = figure.layout.updatemenus
     assert [b.label for b in menu.buttons] == ["Colour by cluster", "Colour by class"]
+    assert {b.method for b in menu.buttons} == {"skip"}
     assert menu.buttons[0].args[0]["visible"] == [True] * 4 + [False] * 3 + [True]
     assert menu.buttons[1].args[0]["visible"] == [False] * 4 + [True] * 3 + [True]
     assert [t.visible for t in figure.data] == [True] * 4 + [False] * 3 + [None]
@@ -241,6 +245,13 @@ def test_the_page_draws_hovers_searches_and_toggles_offline(real_map, tmp_path):
             DATA + "return gd.data.filter(t => t.visible === true).map(t => t.marker.color);"
         )
         assert colours[:-1] == list(real_map.class_colours.values())
+        drawn = browser.run(DATA + "return gd.data.filter(t => t.visible === true).map(t => t.x.length);")
+        assert sum(drawn[:-1]) == len(points)
+        by_class = browser.run(
+            DATA + "return gd.data.filter(t => t.visible === true).map(t => [t.name, t.customdata || []]);"
+        )
+        assert {name for name, rows in by_class[:-1] for row in rows if row[0] != name} == set()
+        assert html.escape(post["subject"]) in [row[2] for _, rows in by_class for row in rows]
 
         assert browser.run("return performance.getEntriesByType('resource').map(e => e.name)") == []
         assert browser.requests_of(path.as_uri()) == [path.as_uri()]
@@ -249,10 +260,10 @@ def test_the_page_draws_hovers_searches_and_toggles_offline(real_map, tmp_path):
         assert browser.requests_of(control.as_uri()) == [control.as_uri(), "http://example.org/tracker.png"]
 
 
-def test_settings_in_the_page_name_the_cluster_traces_and_the_highlight():
+def test_settings_in_the_page_name_the_cluster_and_class_traces_and_the_highlight():
     page = map_html(small_map(), title="Map")
     settings = json.loads(re.search(r"settings = (\{.*?\})", page).group(1))
-    assert settings == {"searched": [0, 1, 2, 3], "highlight": 7}
+    assert settings == {"clusters": [0, 1, 2, 3], "classes": [4, 5, 6], "highlight": 7}
 
 
 def test_small_maps_are_drawn_in_svg_and_large_ones_with_webgl():
