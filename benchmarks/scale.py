@@ -17,8 +17,10 @@ stage (imports included):
 - cluster: KMeans with k = the number of groups in the sample; evaluate: Hungarian accuracy, ARI,
   NMI and the silhouette; name: c-TF-IDF names; publish: the PNG maps and ``map.html``.
 
-    python benchmarks/scale.py                       # N = 600, 2,400, 11,314, 18,846 (~30 min idle)
+    python benchmarks/scale.py                       # N = 600, 2,400, 11,314, 18,846 (about an hour here:
+                                                     # MiniLM embeds ~12.5 of these posts/s on 2 cores)
     python benchmarks/scale.py --sizes 600 2400      # a quick look
+    python benchmarks/scale.py --embed-max 2400 --embeddings RUN/embeddings.parquet   # map a whole-corpus run's vectors
 
 Prints one table and writes it as Parquet (``--out``).
 """
@@ -99,6 +101,19 @@ def embed_local(workdir: Path, sizes: list[int]) -> list[dict]:
             )
     np.save(workdir / "vectors.npy", vectors)
     return rows
+
+
+def vectors_of_a_run(workdir: Path, embeddings: Path) -> None:
+    """The vectors of every post from a whole-corpus run's ``embeddings.parquet``, in the benchmark's order."""
+    from tasks.layout import read_embeddings
+
+    doc_ids, vectors = read_embeddings(embeddings)
+    row = {doc_id: i for i, doc_id in enumerate(doc_ids)}
+    order = pd.read_parquet(workdir / "posts.parquet", columns=["doc_id"])["doc_id"]
+    missing = [d for d in order if d not in row]
+    if missing:
+        raise SystemExit(f"{embeddings} lacks {len(missing)} of the corpus's posts (first: {missing[0]})")
+    np.save(workdir / "vectors.npy", vectors[[row[d] for d in order]])
 
 
 def embed_gemini(workdir: Path, n: int, url: str, latency_s: float, tutorial: bool) -> dict:
@@ -205,7 +220,13 @@ def cluster_to_publish(workdir: Path, n: int) -> list[dict]:
 
 
 def measure(
-    sizes: list[int], archive: Path, workdir: Path, latency_s: float, tutorial_max: int
+    sizes: list[int],
+    archive: Path,
+    workdir: Path,
+    latency_s: float,
+    tutorial_max: int,
+    embeddings: Path | None = None,
+    embed_max: int | None = None,
 ) -> pd.DataFrame:
     from gemini_server import FakeGemini
 
@@ -237,10 +258,13 @@ def measure(
         {"seconds": corpus["clean_s"], "peak_rss_mb": corpus["peak_rss_mb"]},
         note="(same process as ingest)",
     )
-    load, *reached = _in_fresh_process(embed_local, workdir, sizes)
-    add("load model", sizes[-1], load, note="(once per process; not in the embed rows)")
+    embedded = [n for n in sizes if embed_max is None or n <= embed_max]
+    load, *reached = _in_fresh_process(embed_local, workdir, embedded)
+    add("load model", embedded[-1], load, note="(once per process; not in the embed rows)")
     for row in reached:
         add("embed (local)", row["n"], row)
+    if embeddings is not None:
+        vectors_of_a_run(workdir, embeddings)
     with FakeGemini(api_key=KEY, latency_s=latency_s) as server:
         per_call = None
         for n in sizes:
@@ -296,6 +320,18 @@ def main() -> None:
         default=2400,
         help="largest N the tutorial's one-call-per-text loop is run at (projected beyond)",
     )
+    parser.add_argument(
+        "--embed-max",
+        type=int,
+        default=None,
+        help="embed locally only up to this N (the pass is ~12 posts/s here); the larger maps need --embeddings",
+    )
+    parser.add_argument(
+        "--embeddings",
+        type=Path,
+        default=None,
+        help="embeddings.parquet of a whole-corpus run (--subset all --groups --per-class 0): the vectors mapped",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "benchmarks" / "scale.parquet")
     args = parser.parse_args()
 
@@ -305,7 +341,15 @@ def main() -> None:
         flush=True,
     )
     with tempfile.TemporaryDirectory() as workdir:
-        table = measure(args.sizes, args.archive, Path(workdir), args.latency_s, args.tutorial_gemini_max)
+        table = measure(
+            args.sizes,
+            args.archive,
+            Path(workdir),
+            args.latency_s,
+            args.tutorial_gemini_max,
+            args.embeddings,
+            args.embed_max,
+        )
     print()
     print(format_table(table))
     print(
