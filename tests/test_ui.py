@@ -83,6 +83,12 @@ def _wait_for(check: Callable[[], object], *, timeout: float, what: str, interva
     raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
 
 
+def _ended(server, run_id: str) -> dict | None:
+    """The flow run, once it is in a final state; None while it runs."""
+    run = server.get(f"/flow_runs/{run_id}")
+    return run if run["state_type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} else None
+
+
 def _stop(process: subprocess.Popen) -> None:
     """Stop a process started in its own session, and everything it started."""
     if process.poll() is None:
@@ -180,11 +186,7 @@ def finished_run(server, deployed) -> dict:
         )
         try:
             run = _wait_for(
-                lambda: (
-                    (r := server.get(f"/flow_runs/{run_id}"))["state_type"]
-                    in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-                    and r
-                ),
+                lambda: _ended(server, run_id),
                 timeout=420,
                 what="the flow run to finish",
                 interval=2,
@@ -445,11 +447,7 @@ def test_cancelling_a_run_mid_embedding_ends_it_cancelled_keeps_the_cache_and_le
             cancelled_at = time.monotonic()
             server.post(f"/flow_runs/{run['id']}/set_state", {"state": {"type": "CANCELLING"}})
             final = _wait_for(
-                lambda: (
-                    (r := server.get(f"/flow_runs/{run['id']}"))["state_type"]
-                    in {"CANCELLED", "COMPLETED", "FAILED", "CRASHED"}
-                    and r
-                ),
+                lambda: _ended(server, run["id"]),
                 timeout=90,
                 what="the run to end",
                 interval=0.5,
