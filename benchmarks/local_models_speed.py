@@ -5,7 +5,7 @@ numbers per class, seed 0), warms each model up on 4 posts, then times
 ``embed`` over all of them; fp32 and int8 MiniLM alternate ``--repeats`` times
 so both see the same machine load. Models that are not fetched are skipped.
 
-    python benchmarks/local_models_speed.py [--posts 64] [--models all-MiniLM-L6-v2 ...]
+    python -m benchmarks.local_models_speed [--posts 64] [--models all-MiniLM-L6-v2 ...]
 """
 
 from __future__ import annotations
