@@ -9,6 +9,8 @@ Prefect (the command line refuses a bad flag before Prefect is imported).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from prefect import task
@@ -22,16 +24,21 @@ from tasks.evaluate import evaluate_task
 from tasks.layout import ASSIGNMENTS_SCHEMA, MAP_SCHEMA, NOISE, RunLayout, write_table
 from tasks.names import name_task
 from tasks.publish import publish_task
-from tasks.reduce import Reducer, map_embeddings
+from tasks.reduce import Reducer, default_map_cache_dir, map_embeddings
 from tasks.run import Run
 
 
 @task(name="map", task_run_name="map-{reducer.name}")
 def map_task(
-    sample: pd.DataFrame, vectors: np.ndarray, reducer: Reducer, *, layout: RunLayout
+    sample: pd.DataFrame,
+    vectors: np.ndarray,
+    reducer: Reducer,
+    *,
+    cache_dir: Path | None,
+    layout: RunLayout,
 ) -> pd.DataFrame:
     """Prefect task: :func:`~tasks.reduce.map_embeddings` of the sample, persisted to ``map.parquet``."""
-    frame = map_embeddings(sample["doc_id"].tolist(), vectors, reducer)
+    frame = map_embeddings(sample["doc_id"].tolist(), vectors, reducer, cache_dir=cache_dir)
     write_table(frame, layout.map, MAP_SCHEMA)
     return frame
 
@@ -80,7 +87,11 @@ def analyse_sample(run: Run, sample: pd.DataFrame, settings: RunSettings) -> Non
             dimensions=embedding.tfidf_dimensions,
             seed=settings.seed,
         )
-    coords = run.step("map", map_task, sample, vectors, backends.reducer, layout=run.layout)
+    mapping = settings.mapping
+    map_cache = default_map_cache_dir(settings.output.output_dir) if mapping.reuse_map else None
+    coords = run.step(
+        "map", map_task, sample, vectors, backends.reducer, cache_dir=map_cache, layout=run.layout
+    )
     clusters = run.step("cluster", cluster_task, sample, vectors, backends.clusterer, layout=run.layout)
     evaluation, metrics = run.step(
         "evaluate", evaluate_task, sample, clusters, vectors, seed=settings.seed, layout=run.layout

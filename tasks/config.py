@@ -236,6 +236,11 @@ class MapSettings(Settings):
         le=1,
         description="UMAP minimum distance between points on the map (0 packs clusters tightly).",
     )
+    reuse_map: bool = Field(
+        True,
+        description="Reuse the map of an earlier run made from the same vectors with the same map "
+        "settings and seed (stored in <output_dir>/.map-cache), instead of computing it again.",
+    )
 
 
 class ClusterSettings(Settings):

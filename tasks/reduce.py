@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from abc import ABC, abstractmethod
+from importlib.metadata import version
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -18,7 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REDUCERS: Registry[Reducer] = Registry("reducer", declares={"label": str})
+REDUCERS: Registry[Reducer] = Registry("reducer", declares={"label": str, "package": str})
+MAP_CACHE_DIR = ".map-cache"
 # openTSNE's (and the tutorial's scikit-learn's) early exaggeration phase.
 EARLY_EXAGGERATION_ITERATIONS = 250
 # Each report makes openTSNE evaluate the KL divergence, so not every iteration.
@@ -34,10 +39,16 @@ class Reducer(ABC):
         Registry name, used on the command line (``--reducer NAME``).
     label : str
         Display name, for plot axes and titles ("t-SNE").
+    package : str
+        The distribution that computes the map; its version is part of a
+        stored map's key, as an upgrade may change the map.
+
+    A reducer's settings are its instance attributes (also part of the key).
     """
 
     name: ClassVar[str]
     label: ClassVar[str]
+    package: ClassVar[str]
 
     @classmethod
     @abstractmethod
@@ -66,6 +77,7 @@ class TsneReducer(Reducer):
 
     name: ClassVar[str] = "tsne"
     label: ClassVar[str] = "t-SNE"
+    package: ClassVar[str] = "openTSNE"
 
     def __init__(self, *, perplexity: float = 30.0, n_iter: int = 750, seed: int = 0) -> None:
         self.perplexity = perplexity
@@ -123,6 +135,7 @@ class PcaReducer(Reducer):
 
     name: ClassVar[str] = "pca"
     label: ClassVar[str] = "PCA"
+    package: ClassVar[str] = "scikit-learn"
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed
@@ -161,6 +174,7 @@ class UmapReducer(Reducer):
 
     name: ClassVar[str] = "umap"
     label: ClassVar[str] = "UMAP"
+    package: ClassVar[str] = "umap-learn"
 
     def __init__(self, *, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0) -> None:
         self.n_neighbors = n_neighbors
@@ -199,11 +213,65 @@ def build_reducer(settings: Settings, *, seed: int) -> Reducer:
     return REDUCERS.get(settings.reducer).from_settings(settings, seed=seed)
 
 
-def map_embeddings(doc_ids: list[str], vectors: np.ndarray, reducer: Reducer) -> pd.DataFrame:
+def default_map_cache_dir(output_dir: Path) -> Path:
+    """The stored maps used when none is given: ``<output_dir>/.map-cache``, beside the run folders."""
+    return Path(output_dir) / MAP_CACHE_DIR
+
+
+def map_key(vectors: np.ndarray, reducer: Reducer) -> str:
+    """What a map depends on, hashed: the vectors, the reducer, its settings and its package's version."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    digest = hashlib.sha256(repr(vectors.shape).encode())
+    digest.update(vectors.data)
+    settings = {"reducer": reducer.name, "version": version(reducer.package), **vars(reducer)}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:32]
+
+
+def map_embeddings(
+    doc_ids: list[str], vectors: np.ndarray, reducer: Reducer, *, cache_dir: Path | None = None
+) -> pd.DataFrame:
     """Map ``vectors`` (n, d) to 2-D with ``reducer``.
 
-    Returns a frame with columns ``doc_id``, ``x``, ``y`` in the order of ``doc_ids``.
+    With a ``cache_dir``, a map made before from the same vectors by the same
+    reducer and settings is read back instead of computed (t-SNE takes minutes
+    on a whole corpus, so a run that changes only the clustering need not wait
+    again), and a new map is stored there. Returns a frame with columns
+    ``doc_id``, ``x``, ``y`` in the order of ``doc_ids``.
     """
     reducer.check(len(vectors))
-    coords = reducer.fit_transform(vectors)
+    stored = None if cache_dir is None else Path(cache_dir) / f"{map_key(vectors, reducer)}.npy"
+    coords = _read_map(stored, len(vectors))
+    if coords is None:
+        coords = reducer.fit_transform(vectors)
+        if stored is not None:
+            _store_map(coords, stored)
+    else:
+        log.info(
+            "map: the %s map of these vectors and settings was made before; reusing %s", reducer.label, stored
+        )
     return pd.DataFrame({"doc_id": doc_ids, "x": coords[:, 0], "y": coords[:, 1]})
+
+
+def _read_map(path: Path | None, n_points: int) -> np.ndarray | None:
+    """The stored map at ``path``, or None when there is none (or it is not a whole map)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        coords = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        log.warning("map: cannot read the stored map %s (%s); computing it again", path, error)
+        return None
+    return coords if coords.shape == (n_points, 2) and coords.dtype == np.float32 else None
+
+
+def _store_map(coords: np.ndarray, path: Path) -> None:
+    """Keep ``coords`` for later runs; a store that cannot be written costs only the reuse."""
+    from tasks.layout import atomic_path  # pyarrow with it: not on the command line's refusal path
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, tmp.open("wb") as file:
+            np.save(file, coords, allow_pickle=False)
+    except OSError as error:  # an OutputError too
+        log.warning("map: could not keep the map in %s (%s); a later run will compute it again", path, error)

@@ -6,6 +6,7 @@ from unittest.mock import patch
 
 import numpy as np
 import openTSNE
+import pandas as pd
 import pytest
 import sklearn.decomposition
 from sklearn.datasets import make_blobs
@@ -110,3 +111,56 @@ def test_the_builtin_reducers_are_registered():
     assert {"tsne", "pca"} <= set(REDUCERS.names())
     with pytest.raises(InputError, match=r"The reducer must be one of .*'tsne'.*Got 'umapp' instead"):
         REDUCERS.get("umapp")
+
+
+def test_a_map_made_before_from_the_same_vectors_and_settings_is_reused(blobs, tmp_path, caplog):
+    doc_ids = [str(i) for i in range(120)]
+    first = map_embeddings(
+        doc_ids, blobs[0], TsneReducer(perplexity=15, n_iter=60, seed=0), cache_dir=tmp_path
+    )
+    with patch.object(openTSNE, "TSNE", wraps=openTSNE.TSNE) as tsne, caplog.at_level("INFO", "tasks.reduce"):
+        again = map_embeddings(
+            doc_ids, blobs[0], TsneReducer(perplexity=15, n_iter=60, seed=0), cache_dir=tmp_path
+        )
+    assert tsne.call_count == 0
+    assert "reusing" in caplog.text
+    pd.testing.assert_frame_equal(again, first)
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"reducer": TsneReducer(perplexity=15, n_iter=60, seed=1)},
+        {"reducer": TsneReducer(perplexity=10, n_iter=60, seed=0)},
+        {"reducer": PcaReducer(seed=0)},
+        {"vectors": "one vector moved"},
+    ],
+    ids=["seed", "perplexity", "reducer", "vectors"],
+)
+def test_a_map_is_made_again_when_the_vectors_or_the_settings_differ(blobs, tmp_path, changed):
+    doc_ids = [str(i) for i in range(120)]
+    map_embeddings(doc_ids, blobs[0], TsneReducer(perplexity=15, n_iter=60, seed=0), cache_dir=tmp_path)
+    vectors = blobs[0].copy()
+    if "vectors" in changed:
+        vectors[7, 0] += 1e-3
+    reducer = changed.get("reducer", TsneReducer(perplexity=15, n_iter=60, seed=0))
+    # Patched on the class: the reducer's own attributes are part of the key.
+    cls = type(reducer)
+    with patch.object(cls, "fit_transform", autospec=True, side_effect=cls.fit_transform) as fit:
+        map_embeddings(doc_ids, vectors, reducer, cache_dir=tmp_path)
+    assert fit.call_count == 1
+    assert len(list(tmp_path.glob("*.npy"))) == 2
+
+
+def test_an_unreadable_stored_map_is_made_again_and_replaced(blobs, tmp_path, caplog):
+    doc_ids = [str(i) for i in range(120)]
+    reducer = PcaReducer(seed=0)
+    expected = map_embeddings(doc_ids, blobs[0], reducer, cache_dir=tmp_path)
+    (stored,) = tmp_path.glob("*.npy")
+    stored.write_bytes(b"half a file")
+    with caplog.at_level("WARNING", "tasks.reduce"):
+        frame = map_embeddings(doc_ids, blobs[0], reducer, cache_dir=tmp_path)
+    assert "cannot read the stored map" in caplog.text
+    pd.testing.assert_frame_equal(frame, expected)
+    np.testing.assert_array_equal(np.load(stored), expected[["x", "y"]].to_numpy())
