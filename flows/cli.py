@@ -117,6 +117,10 @@ class FlowSource:
         module, function = self.entrypoint.split(":")
         return getattr(importlib.import_module(module), function)
 
+    def planner(self) -> Any:
+        """The module's ``plan_only`` (the flow's ``--plan`` answer without Prefect), or None."""
+        return getattr(importlib.import_module(self.entrypoint.split(":")[0]), "plan_only", None)
+
 
 def read_flow(entrypoint: str) -> FlowSource:
     """The parameters and docstring of the flow at ``entrypoint``, read from its source.
@@ -305,6 +309,12 @@ def _stop_on_signals(kwargs: dict[str, Any]) -> None:
         signal.signal(signum, stop)
 
 
+def _plans_only(kwargs: dict[str, Any]) -> bool:
+    """Whether the run asked only for its plan (``--plan``)."""
+    embedding = kwargs.get("embedding")
+    return bool(embedding is not None and embedding.plan)
+
+
 def _run_in_thread(flow_fn: Any, kwargs: dict[str, Any]) -> Any:
     """Run the flow in a thread, so the main thread stays free to answer signals at once.
 
@@ -345,8 +355,12 @@ def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
         if not args.debug:
             _hide_refusals()
         _stop_on_signals(kwargs)
-        start_watchdog()
-        manifest = _run_in_thread(flow_fn, kwargs)
+        planner = flow.planner() if _plans_only(kwargs) else None
+        if planner is not None:
+            manifest = planner(**kwargs)
+        else:
+            start_watchdog()
+            manifest = _run_in_thread(flow_fn, kwargs)
     except PipelineError as error:
         if args.debug:
             raise

@@ -8,16 +8,20 @@ the stages that use them.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import pandas as pd
-from prefect import get_run_logger, task
+from prefect import task
 
 from tasks.cluster import Clusterer, build_clusterer
 from tasks.config import PRESETS, RunSettings
 from tasks.embed import EMBEDDERS
 from tasks.execution import check_execution
+from tasks.logs import run_logger
 from tasks.reduce import Reducer, build_reducer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ def check_settings(settings: RunSettings) -> None:
     Also logs what a preset resolved to, before anything else happens.
     """
     if summary := preset_summary(settings):
-        get_run_logger().info("settings: %s", summary)
+        run_logger(log).info("settings: %s", summary)
     EMBEDDERS.get(settings.embedding.embedder).check_ready(settings.embedding)
     check_execution(settings.execution)
 

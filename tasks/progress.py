@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 
+from tasks.logs import run_logger
+
 log = logging.getLogger(__name__)
 
 _CURRENT: ContextVar[Progress | None] = ContextVar("progress", default=None)
@@ -34,15 +36,10 @@ class Progress:
         self.done = self.started_at = done
         self.started = time.monotonic()
         self.artifact_id = None
-        from prefect.artifacts import create_progress_artifact
-        from prefect.exceptions import MissingContextError
-        from prefect.logging import get_run_logger
+        self.logger = run_logger(log)
+        if self.logger is not log:
+            from prefect.artifacts import create_progress_artifact
 
-        try:
-            self.logger: logging.Logger | logging.LoggerAdapter = get_run_logger()
-        except MissingContextError:
-            self.logger = log
-        else:
             self.artifact_id = create_progress_artifact(
                 progress=self.percent, key=f"{stage}-progress", description=description or f"{stage}: {unit}"
             )

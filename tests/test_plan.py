@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.newsgroups import newsgroups
+from flows.newsgroups import newsgroups, plan_only
 from tasks.config import EmbeddingSettings, MapSettings, OutputSettings, SamplingSettings, SourceSettings
 from tasks.embed import new_job
 from tasks.embed.cache import EmbeddingCache, text_keys
@@ -75,6 +75,17 @@ def test_plan_alone_embeds_nothing_and_leaves_no_run_folder(archive, data_home, 
 
 
 @pytest.mark.slow
+def test_the_plan_without_prefect_is_the_flows_plan(archive, data_home, tmp_path):
+    # The command line answers --plan with plan_only; the flow (deployments, the UI) plans in its own step.
+    planned = plan_only(**flow_kwargs(archive, data_home, tmp_path, plan=True))
+    flow_manifest = newsgroups(**flow_kwargs(archive, data_home, tmp_path, plan=True))
+    assert planned["planned_only"] and flow_manifest["planned_only"]
+    assert planned["plan"] == flow_manifest["plan"]
+    assert planned["plan"]["texts"] == 40
+    assert not [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")]  # no run folder
+
+
+@pytest.mark.slow
 def test_a_real_run_records_the_estimate_beside_what_happened_and_a_rerun_plans_nothing(
     archive, data_home, tmp_path
 ):
@@ -114,3 +125,4 @@ def test_the_cli_prints_the_plan_and_exits_0(archive, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "plan: 20 texts, 0 in the cache, 0 repeated, 20 to embed" in result.stdout
     assert "Nothing was embedded (--plan)" in result.stdout
+    assert "temporary server" not in result.stdout + result.stderr  # answered without Prefect's server

@@ -25,6 +25,7 @@ from tasks.embed.plan import EmbeddingPlan, look_up, plan_embedding, record_thro
 from tasks.errors import is_transient
 from tasks.execution import BatchRunner, batch_runner
 from tasks.layout import RunLayout, write_embeddings
+from tasks.logs import run_logger
 from tasks.progress import progress
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ def embed_batch_task(
 
 
 def _open_cache(embedder: Embedder, settings: Settings, cache_dir: Path | None) -> EmbeddingCache | None:
-    logger = get_run_logger()
+    logger = run_logger(log)
     if cache_dir is None or not settings.cache:
         logger.info("embed: cache off")
         return None
