@@ -34,10 +34,10 @@ from tasks.config import (
     Seed,
     SourceSettings,
 )
-from tasks.corpus_store import clean_stored, clean_task, ingest_stored, ingest_task, locate_corpus
+from tasks.corpus_store import clean_task, draw_sample, ingest_task, locate_corpus
 from tasks.embed.stage import plan_sample
 from tasks.run import open_run
-from tasks.sample import sample_corpus, sample_task
+from tasks.sample import sample_task
 
 
 def _flow_run_name() -> str:
@@ -115,9 +115,6 @@ def plan_only(**parameters: Any) -> dict[str, Any]:
     """
     settings = RunSettings(**parameters)
     check_settings(settings)
-    stored = locate_corpus(settings)
-    corpus = ingest_stored(settings.source, stored)
-    cleaned, _ = clean_stored(corpus, settings.cleaning, stored)
-    sample = sample_corpus(cleaned, settings.sampling, seed=settings.seed)
+    sample, _ = draw_sample(settings)
     check_sample(sample, settings)
     return {"planned_only": True, "plan": plan_sample(sample, settings).as_dict()}

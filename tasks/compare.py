@@ -16,7 +16,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.config import RunSettings
-from tasks.corpus_store import clean_stored, ingest_stored, locate_corpus
+from tasks.corpus_store import draw_sample
 from tasks.embed._gemini import KEY_VARIABLES
 from tasks.layout import (
     COMPARISON_SCHEMA,
@@ -30,7 +30,6 @@ from tasks.layout import (
 from tasks.mapdata import NOISE_COLOUR, prepare_map
 from tasks.plots import point_size
 from tasks.publish import png_markdown
-from tasks.sample import sample_corpus
 
 COMPARISON_KEY = "newsgroups-comparison"
 MAPS_NAME = "comparison_maps"
@@ -161,9 +160,5 @@ def keep_sample(sample: pd.DataFrame, *, layout: RunLayout) -> None:
 
 @task(name="draw-sample", task_run_name="draw-sample")
 def draw_sample_task(settings: RunSettings) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Ingest, clean and sample once for every variant; returns the sample and the counts."""
-    stored = locate_corpus(settings)
-    corpus = ingest_stored(settings.source, stored)
-    cleaned, dropped = clean_stored(corpus, settings.cleaning, stored)
-    sample = sample_corpus(cleaned, settings.sampling, seed=settings.seed)
-    return sample, {"ingested": len(corpus), "cleaned": dropped}
+    """Ingest, clean and sample once for every variant (:func:`tasks.corpus_store.draw_sample`)."""
+    return draw_sample(settings)

@@ -34,6 +34,7 @@ from tasks.clean import clean_corpus
 from tasks.errors import OutputError, is_transient
 from tasks.ingest import ARCHIVE_ENV, ingest
 from tasks.layout import DOCUMENTS_SCHEMA, file_sha256, write_json, write_table
+from tasks.sample import sample_corpus
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,21 @@ def clean_stored(
         except OutputError:
             pass
     return kept, report
+
+
+def draw_sample(settings: Settings) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Ingest, clean (through the run's store) and sample a run's source, as plain functions.
+
+    ``settings`` is a :class:`tasks.config.RunSettings`. Returns the sample and
+    the counts (``ingested``, and ``cleaned``: what cleaning dropped). For
+    callers that need the sample without one task per stage: the comparison
+    (one sample for every variant) and the command line's ``--plan``.
+    """
+    stored = locate_corpus(settings)
+    corpus = ingest_stored(settings.source, stored)
+    cleaned, dropped = clean_stored(corpus, settings.cleaning, stored)
+    sample = sample_corpus(cleaned, settings.sampling, seed=settings.seed)
+    return sample, {"ingested": len(corpus), "cleaned": dropped}
 
 
 @task(
