@@ -6,6 +6,8 @@ import os
 # Stage modules log through ``logging.getLogger("tasks....")``: forward those records
 # to the run's logs and the UI, not only to the console.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
+# Outside a flow run (``--plan``, stages called as functions) those records go to the console only.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 # Without it, every ad-hoc run logs a (harmless) telemetry error on offline machines.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Ad-hoc runs start a temporary server; Prefect's 20 s start-up limit is too short on a busy laptop.

@@ -309,6 +309,16 @@ def _stop_on_signals(kwargs: dict[str, Any]) -> None:
         signal.signal(signum, stop)
 
 
+def _log_stages_to_console() -> None:
+    """Show the stages' INFO lines (a preset's settings, the corpus store) where they run without a flow.
+
+    ``--plan`` runs the stages as plain functions. Prefect has given their
+    ``tasks`` loggers its handlers (``PREFECT_LOGGING_EXTRA_LOGGERS``), whose
+    console one prints them once the level lets INFO through.
+    """
+    logging.getLogger("tasks").setLevel(logging.INFO)
+
+
 def _plans_only(kwargs: dict[str, Any]) -> bool:
     """Whether the run asked only for its plan (``--plan``)."""
     embedding = kwargs.get("embedding")
@@ -357,6 +367,7 @@ def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
         _stop_on_signals(kwargs)
         planner = flow.planner() if _plans_only(kwargs) else None
         if planner is not None:
+            _log_stages_to_console()
             manifest = planner(**kwargs)
         else:
             start_watchdog()

@@ -108,6 +108,11 @@ def test_the_cli_prints_the_plan_and_exits_0(archive, tmp_path):
             "-m",
             "flows.newsgroups",
             "--plan",
+            # A preset's settings are printed before the plan; the user's own setting wins over the preset's.
+            "--preset",
+            "best",
+            "--local-model",
+            "all-MiniLM-L6-v2",
             "--archive",
             str(archive),
             "--per-class",
@@ -124,5 +129,8 @@ def test_the_cli_prints_the_plan_and_exits_0(archive, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "plan: 20 texts, 0 in the cache, 0 repeated, 20 to embed" in result.stdout
+    assert "texts/s (typical figure)" in result.stdout  # nothing measured in this folder yet
     assert "Nothing was embedded (--plan)" in result.stdout
+    assert "preset best: embedding.embedder=local, embedding.local_model=all-MiniLM-L6-v2" in result.stderr
+    assert "clustering.clusterer=gmm" in result.stderr
     assert "temporary server" not in result.stdout + result.stderr  # answered without Prefect's server
