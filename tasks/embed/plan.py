@@ -91,7 +91,9 @@ class EmbeddingPlan:
 
     def summary(self) -> str:
         """One line for the log and the terminal."""
-        minutes = "time unknown" if self.estimated_minutes is None else f"about {self.estimated_minutes:.1f} min"
+        minutes = (
+            "time unknown" if self.estimated_minutes is None else f"about {self.estimated_minutes:.1f} min"
+        )
         if self.to_embed and self.estimated_minutes is not None and self.texts_per_second is not None:
             # A typical figure may be far from this machine's; a run here replaces it with its own.
             minutes += f" at {self.texts_per_second:g} texts/s ({self.throughput_source})"
