@@ -211,6 +211,8 @@ def test_the_page_draws_hovers_searches_and_toggles_offline(real_map, tmp_path):
         drawn = browser.run(DATA + "return gd.data.filter(t => t.visible !== false).map(t => t.x.length);")
         assert sum(drawn[:-1]) == len(points) and drawn[-1] == 0
 
+        # The hover rows are attached once the map is drawn.
+        browser.wait_for("return window.mapHoverReady || null", lambda value: value is not None)
         hover = browser.run(
             DATA
             + "return gd.data.filter(t => t.visible !== false).flatMap(t => t.customdata || []).map(c => c[2]);"
