@@ -5,7 +5,9 @@ archive (``tasks.ingest.load_newsgroups``), clean (``tasks.clean.clean_corpus``,
 default settings), keep the four ``sci.*`` groups and draw 150 posts per class
 with seed ``s`` (``tasks.sample.sample_per_class``), embed, cluster into 4, and
 score with ``tasks.evaluate.evaluate_clusters`` (Hungarian accuracy, ARI, NMI).
-Seeds 0-9, on the train split and on the test split.
+Seeds 0-9, on the train split and on the test split. ``--splits whole`` adds
+the 20-group full corpus (both splits, every post, k = 20; the seed varies the
+clusterer only): the scale the whole-corpus run maps.
 
 Vectors are kept in the project's embedding cache (``EmbeddingCache`` keyed by
 the embedder's ``describe()``; default ``artifacts/.embedding-cache``, which the
@@ -45,7 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = ROOT.parent / "shared" / "data" / "20news-bydate.tar.gz"
 GROUPS = ["sci"]
 PER_CLASS = 150
-N_CLUSTERS = 4
+WHOLE = "whole"
+"""The split name of the full corpus: ``subset="all"``, all 20 groups, no sampling."""
 # The tutorial's Gemini embedding-001 result (train split, one sample): per class and mean.
 GEMINI = {"per_class": [0.967, 0.960, 0.953, 0.927], "mean": 0.952}
 THROUGHPUT_FILE = "throughput.json"
@@ -56,18 +59,23 @@ LENGTH_WINDOW = 512
 
 
 def load_split(split: str, *, archive: Path = ARCHIVE, data_home: Path | None = None) -> pd.DataFrame:
-    """The cleaned posts of the four sci groups of ``split`` ("train" or "test")."""
-    frame = load_newsgroups(archive=archive, data_home=data_home, subset=split)
+    """The cleaned posts of the four sci groups of ``split`` ("train" or "test"), or of the whole corpus."""
+    frame = load_newsgroups(archive=archive, data_home=data_home, subset="all" if split == WHOLE else split)
     cleaned, _ = clean_corpus(frame, CleaningSettings())
-    return select_groups(cleaned, GROUPS).reset_index(drop=True)
+    return cleaned if split == WHOLE else select_groups(cleaned, GROUPS).reset_index(drop=True)
+
+
+def draw(frame: pd.DataFrame, split: str, seed: int) -> pd.DataFrame:
+    """The posts seed ``seed`` clusters: 150 per class, or every post of the whole corpus."""
+    return frame if split == WHOLE else sample_per_class(frame, PER_CLASS, seed=seed)
 
 
 def needed_texts(splits: dict[str, pd.DataFrame], seeds: list[int]) -> list[str]:
     """Every text the seeds' samples need, seed by seed (so a partial run covers whole seeds first)."""
     ordered: dict[str, None] = {}
     for seed in seeds:
-        for frame in splits.values():
-            for text in sample_per_class(frame, PER_CLASS, seed=seed)["text"]:
+        for split, frame in splits.items():
+            for text in draw(frame, split, seed)["text"]:
                 ordered.setdefault(text, None)
     return list(ordered)
 
@@ -170,17 +178,20 @@ CONFIGS = {
         Config("gemma-gmm-pca15", "embeddinggemma-300m", clusterer="gmm", pca=15),
         Config("gemma+tfidf-kmeans", "embeddinggemma-300m", tfidf_weight=0.5),
         Config("gemma+tfidf-gmm-pca20", "embeddinggemma-300m", clusterer="gmm", pca=20, tfidf_weight=0.5),
+        Config("gemma+tfidf.6-gmm-pca25", "embeddinggemma-300m", clusterer="gmm", pca=25, tfidf_weight=0.6),
     ]
 }
 
 
-def cluster(config: Config, vectors: np.ndarray, texts: list[str], *, seed: int) -> np.ndarray:
-    """Features of ``config`` for one sample, clustered into 4 by the pipeline's own code; returns the labels."""
+def cluster(
+    config: Config, vectors: np.ndarray, texts: list[str], *, n_clusters: int, seed: int
+) -> np.ndarray:
+    """Features of ``config`` for one sample, clustered by the pipeline's own code; returns the labels."""
     features = append_tfidf(vectors, texts, weight=config.tfidf_weight, seed=seed)
     if config.clusterer == "gmm":
-        clusterer = GaussianMixtureClusterer(n_clusters=N_CLUSTERS, pca_dimensions=config.pca, seed=seed)
+        clusterer = GaussianMixtureClusterer(n_clusters=n_clusters, pca_dimensions=config.pca, seed=seed)
     else:
-        clusterer = KMeansClusterer(n_clusters=N_CLUSTERS, n_init=10, seed=seed)
+        clusterer = KMeansClusterer(n_clusters=n_clusters, n_init=10, seed=seed)
     return clusterer.fit_predict(features)
 
 
@@ -200,7 +211,8 @@ def run(
     rows = []
     for config in configs:
         for split, frame in splits.items():
-            samples = {seed: sample_per_class(frame, PER_CLASS, seed=seed) for seed in seeds}
+            samples = {seed: draw(frame, split, seed) for seed in seeds}
+            n_clusters = frame["class_name"].nunique()
             if cached_only:
                 samples = {s: frame for s, frame in samples.items() if all_cached(config, frame, cache_dir)}
                 if not samples:
@@ -214,7 +226,13 @@ def run(
             for seed, sample in samples.items():
                 sample_texts = sample["text"].tolist()
                 started = time.perf_counter()
-                labels = cluster(config, vectors[[index[t] for t in sample_texts]], sample_texts, seed=seed)
+                labels = cluster(
+                    config,
+                    vectors[[index[t] for t in sample_texts]],
+                    sample_texts,
+                    n_clusters=n_clusters,
+                    seed=seed,
+                )
                 seconds = time.perf_counter() - started
                 metrics = evaluate_clusters(sample["class_name"].to_numpy(object), labels).metrics
                 rows.append(
@@ -297,7 +315,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    parser.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    parser.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test", WHOLE])
     parser.add_argument("--archive", type=Path, default=ARCHIVE)
     parser.add_argument("--data-home", type=Path, default=None)
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "artifacts" / ".embedding-cache")

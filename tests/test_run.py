@@ -116,7 +116,7 @@ def test_a_preset_resolves_into_explicit_settings_and_explicit_ones_win():
     )  # the manifest's record
     assert preset_summary(mine) == (
         "preset best: embedding.embedder=local, embedding.local_model=embeddinggemma-300m, "
-        "embedding.tfidf_weight=0.5, clustering.clusterer=kmeans, clustering.gmm_pca_dimensions=20"
+        "embedding.tfidf_weight=0.6, clustering.clusterer=kmeans, clustering.gmm_pca_dimensions=25"
     )
     assert preset_summary(RunSettings()) is None
 
