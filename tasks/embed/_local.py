@@ -9,10 +9,11 @@ so vectors made differently never share a cache entry.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from importlib.util import find_spec
@@ -68,6 +69,15 @@ def _verified_folder(spec: ModelSpec, models_dir: Path | None) -> Path:
 def _model_thread() -> ThreadPoolExecutor:
     """The one thread of this process that runs local models (see :meth:`LocalEmbedder.embed`)."""
     return ThreadPoolExecutor(1, thread_name_prefix="local-model")
+
+
+@cache
+def _release_freed_memory() -> Callable[[int], int] | None:
+    """The C library's ``malloc_trim`` (glibc), or None where it has none (macOS, musl)."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 @cache
@@ -200,6 +210,11 @@ class LocalEmbedder(Embedder):
         vectors = self.model.encode(
             texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False, **options
         )
+        # glibc keeps the pages of freed activations, which differ in size with every batch, and the
+        # process grew batch after batch (whole corpus: 3.1 -> 3.5 GB between 53% and 68% embedded);
+        # handing them back after each call keeps it flat (1,536 posts: 1.27 GB -> 0.95 GB peak).
+        if release := _release_freed_memory():
+            release(0)
         return np.asarray(vectors, dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
