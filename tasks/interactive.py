@@ -78,9 +78,9 @@ var decode = function (s) { return s.replace(/<br>/g, ' ').replace(/&(amp|lt|gt|
 var searchable = function () {
   points = [];
   settings.clusters.forEach(function (t, k) {
-    var trace = gd.data[t], rows = hoverRows()[k];
+    var trace = gd.data[t], hover = hoverRows()[k];
     for (var i = 0; i < trace.x.length; i++) {
-      points.push({x: trace.x[i], y: trace.y[i], text: decode(rows[i][2] + ' ' + rows[i][3]).toLowerCase()});
+      points.push({x: trace.x[i], y: trace.y[i], text: decode(hover[i][2] + ' ' + hover[i][3]).toLowerCase()});
     }
   });
   return points;
@@ -279,8 +279,8 @@ def map_html(data: MapData, *, title: str) -> str:
     """
     figure = map_figure(data)
     n_cluster, n_class = len(data.cluster_colours), len(data.class_colours)
-    # The page attaches the hover rows once the map is drawn (see PAGE_SCRIPT): JSON.parse of a data block is
-    # cheaper than a JavaScript literal, and the first render need not wait for either.
+    # The page attaches the hover rows once the map is drawn (see PAGE_SCRIPT): the first render need not
+    # wait for the largest part of the page.
     hover_rows = [list(trace.customdata) for trace in figure.data[:n_cluster]]
     for trace in figure.data[:n_cluster]:
         trace.customdata = None
