@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -57,6 +58,11 @@ def variants(
             )
     # Validated as a whole, so a name that no registry knows is refused like on the command line.
     return {name: RunSettings.model_validate(settings.model_dump()) for name, settings in runs.items()}
+
+
+def distinct_plans(plans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each embedder's plan once: the variants that share an embedder (one per clusterer) share its plan."""
+    return list({json.dumps(plan, sort_keys=True): plan for plan in plans}.values())
 
 
 def comparison_row(manifest: dict[str, Any]) -> dict[str, Any]:

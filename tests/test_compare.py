@@ -7,10 +7,11 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from flows.compare import compare
+from flows.compare import compare, plan_only
 from tasks.compare import default_embedders, variants
 from tasks.config import (
     ClusterSettings,
+    EmbeddingSettings,
     MapSettings,
     OutputSettings,
     RunSettings,
@@ -74,3 +75,24 @@ def test_compare_runs_every_variant_on_one_sample_and_publishes_the_table(archiv
     named = pq.read_table(root / "clusters.parquet").to_pandas().set_index("cluster")
     assert assigned.count(-1) == named.loc[-1, "size"] and named.loc[-1, "name"] == "unassigned"
     assert "unassigned" in (root / "map.html").read_text()
+
+
+@pytest.mark.slow
+def test_the_comparisons_plan_without_prefect_is_the_flows_plan(archive, data_home, tmp_path):
+    # `python -m flows.compare --plan` answers with plan_only; a deployment plans through the flow.
+    kwargs = dict(
+        source=SourceSettings(archive=archive, data_home=data_home),
+        sampling=SamplingSettings(per_class=10),
+        embedding=EmbeddingSettings(plan=True),
+        mapping=MapSettings(reducer="pca"),
+        output=OutputSettings(output_dir=tmp_path, run_name="cmp"),
+        embedders=["tfidf", "local"],
+        clusterers=["kmeans", "hdbscan"],
+    )
+    planned, through_flow = plan_only(**kwargs), compare(**kwargs)
+    assert planned == through_flow and planned["planned_only"]
+    assert [(plan["embedder"], plan["to_embed"]) for plan in planned["plans"]] == [
+        ("tfidf", 40),
+        ("local", 40),
+    ]
+    assert not [path.name for path in tmp_path.iterdir() if not path.name.startswith(".")]  # no run folder

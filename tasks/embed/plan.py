@@ -98,10 +98,11 @@ class EmbeddingPlan:
             # A typical figure may be far from this machine's; a run here replaces it with its own.
             minutes += f" at {self.texts_per_second:g} texts/s ({self.throughput_source})"
         cost = "" if self.estimated_cost_usd is None else f", about ${self.estimated_cost_usd:.4f}"
+        units = ("batch", "batches") if self.estimated_cost_usd is None else ("request", "requests")
         return (
             f"plan: {self.texts} texts, {self.in_cache} in the cache, {self.repeated} repeated, "
             f"{self.to_embed} to embed with {self.model} (~{self.estimated_tokens:,} tokens, "
-            f"{self.requests} {'requests' if self.estimated_cost_usd is not None else 'batches'}), "
+            f"{self.requests} {units[self.requests != 1]}), "
             f"{minutes}{cost}"
         )
 
