@@ -118,8 +118,8 @@ class FlowSource:
         return getattr(importlib.import_module(module), function)
 
     def planner(self) -> Any:
-        """The module's ``plan_only`` (the flow's ``--plan`` answer without Prefect), or None."""
-        return getattr(importlib.import_module(self.entrypoint.split(":")[0]), "plan_only", None)
+        """The flow's ``--plan`` answer as plain functions (``flows.plans.<flow function>``), or None."""
+        return getattr(importlib.import_module("flows.plans"), self.entrypoint.split(":")[1], None)
 
 
 def read_flow(entrypoint: str) -> FlowSource:
@@ -360,12 +360,12 @@ def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
     try:
         kwargs = flow_kwargs(flow, args)
         check_files(kwargs)
-        flow_fn = flow.load()
-        # After the import: Prefect sets up its log handlers when it is imported.
+        # --plan imports only the first stages; either import brings Prefect, which sets up its log handlers.
+        planner = flow.planner() if _plans_only(kwargs) else None
+        flow_fn = flow.load() if planner is None else None
         if not args.debug:
             _hide_refusals()
         _stop_on_signals(kwargs)
-        planner = flow.planner() if _plans_only(kwargs) else None
         if planner is not None:
             _log_stages_to_console()
             manifest = planner(**kwargs)

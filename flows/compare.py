@@ -19,21 +19,13 @@ if __name__ == "__main__":
 
     sys.exit(main("flows.compare:compare"))
 
-import os
 from typing import Any
 
 from prefect import flow
 
 from flows.pipeline import analyse_sample
-from tasks.check import check_sample, check_settings
-from tasks.compare import (
-    default_embedders,
-    distinct_plans,
-    draw_sample_task,
-    keep_sample,
-    publish_comparison,
-    variants,
-)
+from flows.plans import checked_variants
+from tasks.compare import distinct_plans, draw_sample_task, keep_sample, publish_comparison
 from tasks.config import (
     CleaningSettings,
     ClustererName,
@@ -44,30 +36,11 @@ from tasks.config import (
     MapSettings,
     OutputSettings,
     PresetName,
-    RunSettings,
     SamplingSettings,
     Seed,
     SourceSettings,
 )
-from tasks.corpus_store import draw_sample
-from tasks.embed.stage import plan_sample
-from tasks.layout import default_run_name
 from tasks.run import open_run
-
-
-def _checked_variants(
-    parameters: dict[str, Any], embedders: list[str] | None, clusterers: list[str] | None
-) -> tuple[RunSettings, dict[str, RunSettings]]:
-    """The comparison's own settings and each variant's, every one checked before any work."""
-    output = parameters["output"]
-    name = output.run_name or default_run_name("compare")
-    base = RunSettings(**parameters | {"output": output.model_copy(update={"run_name": name})})
-    runs = variants(
-        base, embedders or default_embedders(dict(os.environ)), clusterers or ["kmeans", "hdbscan"]
-    )
-    for settings in runs.values():
-        check_settings(settings)
-    return base, runs
 
 
 @flow(name="newsgroups-compare", log_prints=True)
@@ -106,7 +79,7 @@ def compare(
     dict
         The comparison's manifest; its ``comparison`` holds one row per variant.
     """
-    base, runs = _checked_variants(
+    base, runs = checked_variants(
         dict(
             source=source,
             cleaning=cleaning,
@@ -139,21 +112,3 @@ def compare(
         table = comparison.step("publish", publish_comparison, manifests, roots, layout=comparison.layout)
         comparison.record(comparison=table.to_dict(orient="records"))
     return comparison.manifest
-
-
-def plan_only(
-    embedders: list[str] | None = None, clusterers: list[str] | None = None, **parameters: Any
-) -> dict[str, Any]:
-    """What :func:`compare` returns with ``--plan``, computed here without Prefect.
-
-    As :func:`flows.newsgroups.plan_only`: the same checks, sample and one plan
-    per variant as the flow's first steps, as plain functions, in seconds.
-    """
-    parameters.setdefault("output", OutputSettings())
-    base, runs = _checked_variants(parameters, embedders, clusterers)
-    sample, _ = draw_sample(base)
-    plans = []
-    for settings in runs.values():
-        check_sample(sample, settings)
-        plans.append(plan_sample(sample, settings).as_dict())
-    return {"planned_only": True, "plans": distinct_plans(plans)}

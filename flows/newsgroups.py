@@ -20,7 +20,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.pipeline import analyse_sample
-from tasks.check import check_sample, check_settings
+from tasks.check import check_settings
 from tasks.config import (
     CleaningSettings,
     ClusterSettings,
@@ -34,8 +34,7 @@ from tasks.config import (
     Seed,
     SourceSettings,
 )
-from tasks.corpus_store import clean_task, draw_sample, ingest_task, locate_corpus
-from tasks.embed.stage import plan_sample
+from tasks.corpus_store import clean_task, ingest_task, locate_corpus
 from tasks.run import open_run
 from tasks.sample import sample_task
 
@@ -103,18 +102,3 @@ def newsgroups(
         )
         analyse_sample(run, sample, settings)
     return run.manifest
-
-
-def plan_only(**parameters: Any) -> dict[str, Any]:
-    """What :func:`newsgroups` returns with ``--plan``, computed here without Prefect.
-
-    The same checks, corpus store, cleaning, sample and plan as the flow's
-    first steps, called as plain functions: the command line answers ``--plan``
-    with this, in seconds, where the flow's temporary Prefect server alone
-    takes 10-20 s to start. Nothing is written but the corpus store.
-    """
-    settings = RunSettings(**parameters)
-    check_settings(settings)
-    sample, _ = draw_sample(settings)
-    check_sample(sample, settings)
-    return {"planned_only": True, "plan": plan_sample(sample, settings).as_dict()}

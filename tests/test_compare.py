@@ -7,7 +7,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from flows.compare import compare, plan_only
+from flows import plans
+from flows.compare import compare
 from tasks.compare import default_embedders, variants
 from tasks.config import (
     ClusterSettings,
@@ -79,7 +80,7 @@ def test_compare_runs_every_variant_on_one_sample_and_publishes_the_table(archiv
 
 @pytest.mark.slow
 def test_the_comparisons_plan_without_prefect_is_the_flows_plan(archive, data_home, tmp_path):
-    # `python -m flows.compare --plan` answers with plan_only; a deployment plans through the flow.
+    # `python -m flows.compare --plan` answers with flows.plans.compare; a deployment plans through the flow.
     kwargs = dict(
         source=SourceSettings(archive=archive, data_home=data_home),
         sampling=SamplingSettings(per_class=10),
@@ -89,7 +90,7 @@ def test_the_comparisons_plan_without_prefect_is_the_flows_plan(archive, data_ho
         embedders=["tfidf", "local"],
         clusterers=["kmeans", "hdbscan"],
     )
-    planned, through_flow = plan_only(**kwargs), compare(**kwargs)
+    planned, through_flow = plans.compare(**kwargs), compare(**kwargs)
     assert planned == through_flow and planned["planned_only"]
     assert [(plan["embedder"], plan["to_embed"]) for plan in planned["plans"]] == [
         ("tfidf", 40),
