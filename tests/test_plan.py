@@ -15,6 +15,7 @@ from tasks.config import EmbeddingSettings, MapSettings, OutputSettings, Samplin
 from tasks.embed import new_job
 from tasks.embed.cache import EmbeddingCache, text_keys
 from tasks.embed.plan import estimate_tokens, look_up, plan_embedding, read_throughput, record_throughput
+from tests.test_cli import imported_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["alpha " * 10, "beta " * 20, "alpha " * 10, "gamma " * 4, "delta"]
@@ -106,6 +107,8 @@ def test_the_cli_prints_the_plan_and_exits_0(archive, tmp_path):
     result = subprocess.run(
         [
             sys.executable,
+            "-X",
+            "importtime",
             "-m",
             "flows.newsgroups",
             "--plan",
@@ -135,3 +138,7 @@ def test_the_cli_prints_the_plan_and_exits_0(archive, tmp_path):
     assert "preset best: embedding.embedder=local, embedding.local_model=all-MiniLM-L6-v2" in result.stderr
     assert "clustering.clusterer=gmm" in result.stderr
     assert "temporary server" not in result.stdout + result.stderr  # answered without Prefect's server
+    # Nor did it import the stages after the plan (seconds of start-up; scikit-learn reads the archive).
+    imported = imported_modules(result.stderr)
+    assert {"prefect", "tasks"} <= imported
+    assert imported.isdisjoint({"matplotlib", "seaborn", "plotly", "openTSNE", "torch"})
