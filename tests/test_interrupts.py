@@ -9,6 +9,7 @@ read from ``/proc`` before the signal and checked afterwards.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -152,7 +153,7 @@ def test_after_sigterm_the_same_command_continues_and_embeds_only_the_rest(corpu
     output_dir, log = tmp_path / "runs", tmp_path / "run.log"
     with FakeGemini(api_key=KEY, latency_s=0.2, default_dimensions=768) as server:
         process = start(command(corpus, output_dir), server, prefect_home, log)
-        wait_for_parts(process, output_dir, log, count=4)
+        wait_for_parts(process, output_dir, log, count=14)  # 70 texts: enough to measure a throughput
         os.kill(process.pid, signal.SIGTERM)
         assert process.wait(timeout=30) == 143
         stored = sum(pq.ParquetFile(p).metadata.num_rows for p in parts(output_dir))
@@ -161,7 +162,10 @@ def test_after_sigterm_the_same_command_continues_and_embeds_only_the_rest(corpu
         again = start(command(corpus, output_dir), server, prefect_home, tmp_path / "again.log")
         assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()[-3000:]
         assert len(server.texts) - first == N_TEXTS - stored
-    assert (output_dir / "r" / "manifest.json").exists()
+    manifest = json.loads((output_dir / "r" / "manifest.json").read_text())
+    # The stopped run kept its measured throughput: the next plan used it, not the typical figure.
+    assert manifest["plan"]["throughput_source"] == "measured here"
+    assert manifest["plan"]["to_embed"] == N_TEXTS - stored
 
 
 @pytest.mark.slow

@@ -233,6 +233,7 @@ def _embed_job(
     }
     parts: dict[int, np.ndarray] = {}
     counts: list[dict[str, float]] = []
+    embedded, rate = 0, None
     description = f"Texts embedded ({settings.embedder}); {reused} of {n_texts} were in the cache or repeated"
     try:
         with progress("embed", n_texts, "texts", done=reused, description=description) as bar:
@@ -241,19 +242,19 @@ def _embed_job(
                 parts[start], batch_counts = future.result()
                 counts.append(batch_counts)
                 bar.advance(stop - start)
+                embedded += stop - start
+                # Kept as it goes: a run stopped part-way (Ctrl-C ends the process at once) still
+                # leaves the next plan this machine's figure.
+                rate = _keep_throughput(cache_dir, embedder, embedded, time.monotonic() - started)
     except BaseException:
         # A batch failed, or the run is being stopped: a cancel from the UI is a SIGTERM to this
         # process, and the flow's task runner waits for every batch it started before the process
         # can exit. Batches waiting for a slot give up; those embedding finish and are cached.
         job.stop()
         raise
-    seconds = time.monotonic() - started
     computed = [parts[start] for start, _ in batches]
     vectors = _assemble(n_texts, lookup.found, lookup.cached, todo, computed, lookup.keys)
     write_embeddings(doc_ids, vectors, layout.embeddings)
-    rate = len(todo) / seconds if len(todo) and seconds > 0 else None
-    if rate and cache_dir is not None and len(todo) >= MIN_TEXTS_TO_MEASURE:
-        record_throughput(cache_dir, embedder, rate)
     info = {**embedder.describe(), "dimensions": vectors.shape[1], **sum_counts(counts)}
     info["cache"] = (
         None
@@ -286,6 +287,16 @@ def plan_sample(sample: pd.DataFrame, settings: Settings) -> EmbeddingPlan:
         )
     finally:
         job.release()
+
+
+def _keep_throughput(
+    cache_dir: Path | None, embedder: Embedder, embedded: int, seconds: float
+) -> float | None:
+    """Texts per second so far; kept for the next plan once enough texts measure it."""
+    rate = embedded / seconds if embedded and seconds > 0 else None
+    if rate and cache_dir is not None and embedded >= MIN_TEXTS_TO_MEASURE:
+        record_throughput(cache_dir, embedder, rate)
+    return rate
 
 
 def _assemble(
