@@ -8,7 +8,7 @@ texts the server received with Gemini's own tokenizer, the Gemma 3 SentencePiece
 model. google-genai's ``LocalTokenizer`` counts Gemini tokens with that model
 and pins its sha256; EmbeddingGemma ships the same file, so once it is fetched
 (``python -m tasks.embed.models fetch embeddinggemma-300m``) nothing is
-downloaded. Needs ``pip install sentencepiece``.
+downloaded. Needs sentencepiece: ``pip install -e ".[bench]"``.
 
     python -m benchmarks.token_estimate               # the tutorial's sample (seeds 0-4) and the whole corpus
 
@@ -43,7 +43,7 @@ def gemini_tokenizer(models_dir: Path | None):
     try:
         import sentencepiece
     except ImportError:
-        raise SystemExit("This benchmark needs sentencepiece: pip install sentencepiece") from None
+        raise SystemExit('This benchmark needs sentencepiece: pip install -e ".[bench]"') from None
     from tasks.embed.models import MODELS, model_path
 
     path = model_path(MODELS["embeddinggemma-300m"], models_dir) / TOKENIZER_FILE
