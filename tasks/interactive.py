@@ -29,8 +29,8 @@ plotly draws first at both sizes with about half the CPU, both stay under the
 size targets (6 MB at 600 points, 20 MB at 18,846), and plotly gives the toggle
 (``updatemenus``), hover templates and legend toggling as figure settings, so
 our own JavaScript is the search box and the filling of the class traces. Most
-of a first load is compiling plotly's 4.8 MB bundle; the README has the times
-of the page as it is now.
+of a first load is compiling plotly's 4.8 MB bundle; docs/benchmarks.md has the
+times of the page as it is now.
 """
 
 from __future__ import annotations

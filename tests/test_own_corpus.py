@@ -27,9 +27,10 @@ TOPICS = {
 def readme_commands(section: str) -> list[str]:
     """The ``python -m flows.newsgroups`` lines of the bash blocks in the README section ``section``."""
     text = (ROOT / "README.md").read_text()
-    body = text.split(f"### {section}\n", 1)[1].split("\n#", 1)[0]
+    body = re.split(rf"^##+ {re.escape(section)}\n", text, maxsplit=1, flags=re.M)[1].split("\n#", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", body, flags=re.S)
-    return [line.strip() for block in blocks for line in block.splitlines() if line.startswith("python -m ")]
+    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if re.match(r"(\.venv/bin/)?python -m ", line)]
 
 
 def posts(n_per_topic: int) -> pd.DataFrame:

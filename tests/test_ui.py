@@ -1,4 +1,4 @@
-"""The README's "Run on a schedule" and "Watch it in the UI", for real.
+"""docs/deployments.md's "Run on a schedule" and "Watch runs in the UI", for real.
 
 A real ``prefect server start`` on a free 127.0.0.1 port, a process work pool,
 ``prefect deploy`` from ``prefect.yaml`` in a copy of the repository at another
@@ -155,7 +155,7 @@ def server(tmp_path_factory, archive) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def deployed(server) -> dict:
-    """The pool and the nightly deployment, created as the README says (only the local-embedder one)."""
+    """The pool and the nightly deployment, created as docs/deployments.md says (only the local-embedder one)."""
     created = server.prefect("work-pool", "create", "newsgroups-process", "--type", "process")
     assert created.returncode == 0, created.stdout + created.stderr
     result = server.prefect("--no-prompt", "deploy", "-n", "nightly-tutorial")

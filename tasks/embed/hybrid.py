@@ -4,7 +4,7 @@ Sentence models blur rare, decisive words (part numbers, drug names, "PGP")
 into their neighbours; TF-IDF keeps them. Appending the sample's TF-IDF-SVD
 vectors, scaled by a weight, lets the clusterer use both: on the tutorial's
 protocol EmbeddingGemma rose from .958 to .960 (train) and from .906 to .921
-(test) with weight .5 (README, "Quality").
+(test) with weight .5 (docs/models.md, "Quality").
 """
 
 from __future__ import annotations
