@@ -201,7 +201,20 @@ class EmbeddingSettings(Settings):
     )
     precision: Literal["fp32", "int8"] = Field(
         "fp32",
-        description="Local model precision: fp32, or int8 (dynamic quantisation of its Linear layers).",
+        description="Local model precision: fp32, or int8 (dynamic quantisation of its Linear layers; "
+        "with --runtime onnx, ONNX Runtime's per-channel int8).",
+    )
+    runtime: Literal["torch", "onnx"] = Field(
+        "torch",
+        description="What runs the local model: torch (PyTorch, the reference), or onnx (ONNX Runtime, "
+        "from an export of the verified weights made once beside the model and checked against PyTorch).",
+    )
+    max_tokens: int | None = Field(
+        None,
+        ge=8,
+        le=8192,
+        description="Tokens kept per text by the local model (default: the model's own maximum: "
+        "256 for all-MiniLM-L6-v2, 512 for embeddinggemma-300m); fewer is faster.",
     )
     models_dir: Path | None = Field(
         None,

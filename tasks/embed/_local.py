@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 MINILM_SHA256 = MINILM.files["model.safetensors"]
 PRECISIONS = ("fp32", "int8")
+RUNTIMES = ("torch", "onnx")
 
 INSTALL_HINT = (
     "The local embedder needs sentence-transformers and the bundled model; install them "
@@ -81,8 +83,17 @@ def _release_freed_memory() -> Callable[[int], int] | None:
 
 
 @cache
-def load_model(name: str = DEFAULT_MODEL, precision: str = "fp32", models_dir: Path | None = None) -> Any:
+def load_model(
+    name: str = DEFAULT_MODEL,
+    precision: str = "fp32",
+    models_dir: Path | None = None,
+    runtime: str = "torch",
+    max_tokens: int | None = None,
+) -> Any:
     """Load the local model ``name`` on the CPU, checksum verified, once per process.
+
+    Once per process also means once per Dask worker: a worker's batches share
+    the model and, with ``runtime="onnx"``, its ONNX Runtime session.
 
     Parameters
     ----------
@@ -93,9 +104,16 @@ def load_model(name: str = DEFAULT_MODEL, precision: str = "fp32", models_dir: P
         int8, activations quantised on the fly); the model is loaded in float32 first.
     models_dir : Path or None
         The models folder (None: ``$NEWSGROUPS_MODELS_DIR`` or the default).
+    runtime : {"torch", "onnx"}
+        ``"onnx"``: the transformer runs in ONNX Runtime from an export of the verified
+        weights (made once, see :mod:`tasks.embed._onnx`); int8 is then ONNX Runtime's.
+    max_tokens : int or None
+        Tokens kept per text (None: the model's own maximum).
     """
     if precision not in PRECISIONS:
         raise InputError(f"The 'precision' parameter must be one of {PRECISIONS}. Got {precision!r} instead.")
+    if runtime not in RUNTIMES:
+        raise InputError(f"The 'runtime' parameter must be one of {RUNTIMES}. Got {runtime!r} instead.")
     spec = get_model(name)
     try:
         import torch
@@ -113,7 +131,13 @@ def load_model(name: str = DEFAULT_MODEL, precision: str = "fp32", models_dir: P
     model = SentenceTransformer(str(folder), device="cpu")
     if spec.max_seq_length is not None:
         model.max_seq_length = spec.max_seq_length
-    if precision == "int8":
+    if max_tokens is not None:
+        model.max_seq_length = max_tokens
+    if runtime == "onnx":
+        from tasks.embed._onnx import use_onnx
+
+        model = use_onnx(model, spec, precision, models_dir)
+    elif precision == "int8":
         from torch.ao.quantization import quantize_dynamic
 
         model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
@@ -135,6 +159,10 @@ class LocalEmbedder(Embedder):
         A key of :data:`tasks.embed.models.MODELS` (see ``python -m tasks.embed.models --list``).
     precision : {"fp32", "int8"}, default="fp32"
         ``"int8"`` quantises the Linear layers dynamically (faster on CPU; see ``docs/models.md``).
+    runtime : {"torch", "onnx"}, default="torch"
+        What runs the transformer (see :func:`load_model`).
+    max_tokens : int or None, default=None
+        Tokens kept per text (None: the model's own maximum).
     models_dir : Path or None, default=None
         Where fetched models are (None: ``$NEWSGROUPS_MODELS_DIR`` or ``~/.cache/newsgroups-map/models``).
     """
@@ -151,11 +179,19 @@ class LocalEmbedder(Embedder):
     }
 
     def __init__(
-        self, model: str = DEFAULT_MODEL, *, precision: str = "fp32", models_dir: Path | None = None
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        precision: str = "fp32",
+        models_dir: Path | None = None,
+        runtime: str = "torch",
+        max_tokens: int | None = None,
     ) -> None:
         self.spec = get_model(model)
         self.precision = precision
         self.models_dir = models_dir
+        self.runtime = runtime
+        self.max_tokens = max_tokens
         # Loaded on the first text to embed: a plan, or a run whose texts are all cached, needs no model.
         self._model: Any = None
         self._loading = threading.Lock()
@@ -166,7 +202,9 @@ class LocalEmbedder(Embedder):
         """The sentence-transformer, loaded (once, whichever batch thread asks first) when first needed."""
         with self._loading:
             if self._model is None:
-                self._model = load_model(self.spec.name, self.precision, self.models_dir)
+                self._model = load_model(
+                    self.spec.name, self.precision, self.models_dir, self.runtime, self.max_tokens
+                )
         return self._model
 
     @property
@@ -181,14 +219,22 @@ class LocalEmbedder(Embedder):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, seed: int) -> LocalEmbedder:
-        """Read ``local_model``, ``precision`` and ``models_dir``."""
-        return cls(settings.local_model, precision=settings.precision, models_dir=settings.models_dir)
+        """Read ``local_model``, ``precision``, ``runtime``, ``max_tokens`` and ``models_dir``."""
+        return cls(
+            settings.local_model,
+            precision=settings.precision,
+            models_dir=settings.models_dir,
+            runtime=settings.runtime,
+            max_tokens=settings.max_tokens,
+        )
 
     @classmethod
     def check_ready(cls, settings: Settings) -> None:
         """The packages must be installed and the model fetched (checked without importing torch)."""
         spec = get_model(settings.local_model)
         needed = ["sentence_transformers", *([spec.bundled_module] if spec.bundled_module else [])]
+        if settings.runtime == "onnx":
+            needed += ["onnxruntime", "onnx"]
         if any(find_spec(name) is None for name in needed):
             raise MissingDependencyError(INSTALL_HINT)
         check_model_ready(spec, settings.models_dir)
@@ -222,7 +268,18 @@ class LocalEmbedder(Embedder):
 
     def describe(self) -> dict[str, Any]:
         """Model, dimensions, and whatever changes the vectors: see :func:`describe_local`."""
-        return describe_local(self.spec.name, self.precision)
+        return describe_local(self.spec.name, self.precision, self.runtime, self.max_tokens)
+
+
+def runtime_version(runtime: str) -> str:
+    """``"onnxruntime 1.32.0"`` for ``"onnx"`` (cache keys), without importing it."""
+    package = {"onnx": "onnxruntime", "torch": "torch"}[runtime]
+    try:
+        return f"{package} {version(package)}"
+    except PackageNotFoundError:
+        raise MissingDependencyError(
+            f"The {runtime} runtime needs {package}: pip install {package}"
+        ) from None
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -231,18 +288,26 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
-def describe_local(model: str = DEFAULT_MODEL, precision: str = "fp32") -> dict[str, Any]:
+def describe_local(
+    model: str = DEFAULT_MODEL, precision: str = "fp32", runtime: str = "torch", max_tokens: int | None = None
+) -> dict[str, Any]:
     """What identifies the vectors of ``model`` at ``precision``, without loading it (cache keys).
 
     Holds the model, its dimensions and whatever changes the vectors: prompt,
-    maximum length, dtype, precision. A model without conventions (MiniLM in
-    fp32) is described as before they existed, so its cached vectors stay valid.
+    maximum length, dtype, precision, and a runtime other than PyTorch with its
+    version. A model without conventions (MiniLM in fp32 on PyTorch) is described
+    as before they existed, so its cached vectors stay valid.
     """
     spec = get_model(model)
     conventions = spec.conventions()
+    if max_tokens is not None:
+        conventions["max_seq_length"] = max_tokens
+    if precision != "fp32" or runtime != "torch":
+        conventions.pop("dtype", None)  # int8 quantises the float32 weights; the ONNX export is float32
     if precision != "fp32":
-        conventions.pop("dtype", None)  # int8 quantises the float32 weights
         conventions["precision"] = precision
+    if runtime != "torch":
+        conventions["runtime"] = runtime_version(runtime)
     return {
         "embedder": LocalEmbedder.name,
         "model": spec.model_id,

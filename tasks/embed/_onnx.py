@@ -1,0 +1,187 @@
+"""ONNX Runtime for local models: exported once from the verified weights, checked, run in place of PyTorch.
+
+Imported only when ``--runtime onnx`` is used (it imports torch and onnxruntime).
+
+sentence-transformers' own ONNX backend needs ``optimum``, whose releases pin
+transformers 4.x (installing it would downgrade the project's transformers 5),
+so the transformer is exported here with ``torch.onnx.export`` from the
+checksum-verified weights, with no hub access. The export is stored beside the
+model (``<models dir>/<model>/onnx-<precision>/``) with a record of its own
+sha256, the source weights' sha256 and the versions that made it; it is
+refused unless its vectors agree with PyTorch's on a probe set. At run time it
+replaces only the transformer inside the loaded sentence-transformer, so
+tokenisation, prompts, pooling, dense layers and batching stay the library's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tasks.embed.models import ModelSpec, models_dir
+from tasks.errors import MissingDependencyError, OutputError
+from tasks.layout import file_sha256
+
+try:
+    import onnxruntime
+except ImportError as error:  # imported only when --runtime onnx is used
+    raise MissingDependencyError(
+        "The onnx runtime needs onnxruntime and onnx; install them with: pip install onnxruntime onnx"
+    ) from error
+
+log = logging.getLogger(__name__)
+
+RECORD = "export.json"
+ONNX_FILE = "model.onnx"
+# Mean cosine to PyTorch fp32 on the probe set below which an export is refused. int8 changes the
+# vectors by design; its bound only catches a broken quantisation (whether it holds accuracy is
+# measured with benchmarks/quality.py).
+MIN_PROBE_COSINE = {"fp32": 0.999, "int8": 0.98}
+PROBE = [
+    "The rocket reached orbit after the second stage burn.",
+    "The doctor prescribed antibiotics for the patient's infection.",
+    "ok",
+    "Does anyone know a good driver for the new graphics card? My screen flickers under X11 " * 3,
+    "The team traded their goalie before the playoffs, and the fans were not pleased at all. " * 12,
+    "In article <1993Apr5.1234@cs.cmu.edu> someone writes: the encryption chip's key escrow "
+    "is a bad idea because the government holds both halves of every key. " * 30,
+]
+
+
+def export_folder(spec: ModelSpec, precision: str, root: Path | None = None) -> Path:
+    """Where the export of ``spec`` at ``precision`` lives: beside the fetched model, or in the models folder."""
+    return models_dir(root) / spec.name / f"onnx-{precision}"
+
+
+def use_onnx(model: Any, spec: ModelSpec, precision: str, root: Path | None = None) -> Any:
+    """Run ``model``'s transformer (a loaded fp32 sentence-transformer) with ONNX Runtime; returns ``model``.
+
+    The export is made on the first use and verified (sha256) on every later one.
+    """
+    folder = export_folder(spec, precision, root)
+    if not _export_is_valid(folder, spec, precision):
+        _export(model, spec, precision, folder)
+    model[0].model = OnnxTransformer(folder / ONNX_FILE, model[0].model.config)
+    return model
+
+
+def _export_is_valid(folder: Path, spec: ModelSpec, precision: str) -> bool:
+    try:
+        record = json.loads((folder / RECORD).read_text())
+    except (OSError, ValueError):
+        return False
+    if record.get("source_sha256") != dict(spec.files) or record.get("precision") != precision:
+        return False
+    if file_sha256(folder / ONNX_FILE) != record.get("sha256"):
+        log.warning(
+            "embed: the ONNX export in %s does not match its recorded sha256; exporting again", folder
+        )
+        return False
+    return True
+
+
+def _export(model: Any, spec: ModelSpec, precision: str, folder: Path) -> None:
+    """Export, quantise (int8), check against PyTorch on the probe set, then install ``folder`` atomically."""
+    log.info("embed: exporting %s to ONNX (%s) in %s, once", spec.name, precision, folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+    try:
+        transformer = model[0].model
+        features = model.tokenize(PROBE[:2])
+        names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in features]
+        fp32 = staging / ("fp32.onnx" if precision != "fp32" else ONNX_FILE)
+        # The tracer's warnings are about shapes the dynamic axes cover; the probe check below is the test.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _LastHiddenState(transformer, names).eval(),
+                tuple(features[name] for name in names),
+                str(fp32),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes={name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]},
+                opset_version=17,
+                dynamo=False,
+            )
+        if precision == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            # Per-channel weights: per-tensor int8 gave a mean cosine of .936 to fp32 on long posts (.993 here).
+            quantize_dynamic(
+                str(fp32), str(staging / ONNX_FILE), weight_type=QuantType.QInt8, per_channel=True
+            )
+            fp32.unlink()
+        reference = model.encode(PROBE, normalize_embeddings=True, convert_to_numpy=True)
+        model[0].model = OnnxTransformer(staging / ONNX_FILE, transformer.config)
+        try:
+            exported = model.encode(PROBE, normalize_embeddings=True, convert_to_numpy=True)
+        finally:
+            model[0].model = transformer
+        cosine = float(np.mean(np.sum(reference * exported, axis=1)))
+        if cosine < MIN_PROBE_COSINE[precision]:
+            raise OutputError(
+                f"The ONNX export of {spec.name} ({precision}) gives vectors with a mean cosine of {cosine:.4f} "
+                f"to PyTorch's, under {MIN_PROBE_COSINE[precision]}; it was refused: use --runtime torch."
+            )
+        record = {
+            "model": spec.model_id,
+            "precision": precision,
+            "source_sha256": dict(spec.files),
+            "sha256": file_sha256(staging / ONNX_FILE),
+            "probe_mean_cosine": round(cosine, 6),
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "opset": 17,
+        }
+        (staging / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        old = folder.with_name(f".tmp-old-{folder.name}")
+        if folder.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(folder, old)
+        os.rename(staging, folder)
+        shutil.rmtree(old, ignore_errors=True)
+        log.info("embed: ONNX export of %s verified (mean cosine %.5f to PyTorch)", spec.name, cosine)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class _LastHiddenState(torch.nn.Module):
+    """The transformer as a function of its token tensors, returning the last hidden state (what is exported)."""
+
+    def __init__(self, transformer: Any, names: list[str]) -> None:
+        super().__init__()
+        self.transformer, self.names = transformer, names
+
+    def forward(self, *tensors: Any) -> Any:
+        inputs = dict(zip(self.names, tensors, strict=True))
+        return self.transformer(**inputs, return_dict=True).last_hidden_state
+
+
+class OnnxTransformer(torch.nn.Module):
+    """Stands in for the Hugging Face model inside sentence-transformers' Transformer module.
+
+    One ONNX Runtime session per process (the model holding it is loaded once
+    per process), with as many threads as PyTorch would use.
+    """
+
+    def __init__(self, path: Path, config: Any) -> None:
+        super().__init__()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [item.name for item in self.session.get_inputs()]
+        self.config = config
+
+    def forward(self, **features: Any) -> dict[str, Any]:
+        feed = {name: features[name].numpy() for name in self.inputs}
+        return {"last_hidden_state": torch.from_numpy(self.session.run(None, feed)[0])}
