@@ -167,3 +167,34 @@ def test_a_text_repeated_in_one_run_is_embedded_once_and_gets_the_same_vector(ti
     row = {doc_id: index for index, doc_id in enumerate(doc_ids)}
     for original, repeat in (("d0", "r0"), ("d1", "r1"), ("d2", "r2")):
         assert (vectors[row[original]] == vectors[row[repeat]]).all()
+
+
+def test_batches_are_cut_from_the_whole_run_sorted_by_length_and_vectors_come_back_in_sample_order(
+    tiny_corpus, tmp_path
+):
+    from prefect import flow
+
+    from tasks.embed.stage import embed_documents
+    from tasks.layout import RunLayout
+
+    # Lengths interleaved on purpose: without the run-wide sort each batch would mix short and long.
+    texts = [text * (1 + 5 * (i % 2)) for i, text in enumerate(tiny_corpus["text"])]
+
+    @flow
+    def embed_only() -> tuple:
+        return embed_documents(
+            [f"d{i}" for i in range(len(texts))],
+            texts,
+            EmbeddingSettings(batch_size=3, cache=False),
+            seed=0,
+            layout=RunLayout(tmp_path),
+        )
+
+    with counting_embedder() as spy:
+        vectors, _ = embed_only()
+    batches = sorted((call.args[1] for call in spy.call_args_list), key=lambda b: -max(map(len, b)))
+    assert [len(batch) for batch in batches] == [3, 3, 3, 3]
+    for longer, shorter in zip(batches, batches[1:], strict=False):
+        assert min(map(len, longer)) >= max(map(len, shorter))
+    alone = LocalEmbedder().embed(texts)
+    assert abs(vectors - alone).max() < 1e-5

@@ -96,6 +96,18 @@ def release_job(key: str) -> None:
         _LIVE.pop(key, None)
 
 
+def by_length(texts: Sequence[str], indices: np.ndarray) -> np.ndarray:
+    """``indices`` ordered by their text's length, longest first (ties keep their order).
+
+    Batches cut from this order hold texts of similar length, so a model pads
+    little (it pads each batch to its longest text); longest first also makes
+    the first batches' rate a cautious estimate. Characters stand for tokens:
+    counting tokens would need the model's tokenizer in the flow's process.
+    """
+    lengths = np.fromiter((len(texts[i]) for i in indices), dtype=np.int64, count=len(indices))
+    return np.asarray(indices)[np.argsort(-lengths, kind="stable")]
+
+
 def plan_batches(n_texts: int, batch_size: int | None) -> list[tuple[int, int]]:
     """Split ``range(n_texts)`` into ``(start, stop)`` batches of ``batch_size`` (None: one batch).
 
@@ -216,7 +228,7 @@ def _embed_job(
     embedder, _ = job.embedder()
     store = _open_cache(embedder, settings, cache_dir)
     lookup = look_up(texts, store)
-    n_texts, todo = len(texts), lookup.todo
+    n_texts, todo = len(texts), by_length(texts, lookup.todo)
     batches = plan_batches(len(todo), settings.batch_size or embedder.default_batch_size)
     reused = n_texts - len(todo)
     if reused:
