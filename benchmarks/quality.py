@@ -95,6 +95,7 @@ def embed_cached(
     cache_dir: Path,
     *,
     precision: str = "fp32",
+    runtime: str = "torch",
     chunk: int = 32,
     progress: Callable[[str], None] = print,
 ) -> np.ndarray:
@@ -103,7 +104,7 @@ def embed_cached(
     The model is loaded only if something is missing. Embedding speed is
     recorded in ``<cache_dir>/throughput.json`` (posts/s of the last run that embedded).
     """
-    description = describe_local(model, precision)
+    description = describe_local(model, precision, runtime)
     store = EmbeddingCache.open(cache_dir, description)
     if store is None:
         raise RuntimeError(f"cannot open the embedding cache in {cache_dir}")
@@ -121,7 +122,7 @@ def embed_cached(
     )
     if len(missing):
         progress(f"{model} {precision}: {found.sum()} cached, embedding {len(missing)}")
-        embedder = LocalEmbedder(model, precision=precision)
+        embedder = LocalEmbedder(model, precision=precision, runtime=runtime)
         started = time.perf_counter()
         for start in range(0, len(missing), chunk):
             rows = missing[start : start + chunk]
@@ -132,13 +133,15 @@ def embed_cached(
             progress(
                 f"{model} {precision}: {done}/{len(missing)} in {elapsed:.0f} s ({done / elapsed:.2f} posts/s)"
             )
-        record_throughput(cache_dir, f"{model}/{precision}", len(missing), time.perf_counter() - started)
+        record_throughput(
+            cache_dir, f"{model}/{precision}/{runtime}", len(missing), time.perf_counter() - started
+        )
     return vectors
 
 
 def all_cached(config: Config, sample: pd.DataFrame, cache_dir: Path) -> bool:
     """Whether every post of ``sample`` has a cached vector for ``config``'s model and precision."""
-    store = EmbeddingCache.open(cache_dir, describe_local(config.model, config.precision))
+    store = EmbeddingCache.open(cache_dir, describe_local(config.model, config.precision, config.runtime))
     return store is not None and bool(store.lookup(text_keys(sample["text"].tolist()))[0].all())
 
 
@@ -164,6 +167,7 @@ class Config:
     name: str
     model: str
     precision: str = "fp32"
+    runtime: str = "torch"
     clusterer: str = "kmeans"
     pca: int = 0
     tfidf_weight: float = 0.0
@@ -174,6 +178,8 @@ CONFIGS = {
     for c in [
         Config("minilm-kmeans", "all-MiniLM-L6-v2"),
         Config("minilm-int8-kmeans", "all-MiniLM-L6-v2", precision="int8"),
+        Config("minilm-onnx-kmeans", "all-MiniLM-L6-v2", runtime="onnx"),
+        Config("minilm-onnx-int8-kmeans", "all-MiniLM-L6-v2", precision="int8", runtime="onnx"),
         Config("gemma-kmeans", "embeddinggemma-300m"),
         Config("gemma-gmm-pca15", "embeddinggemma-300m", clusterer="gmm", pca=15),
         Config("gemma+tfidf-kmeans", "embeddinggemma-300m", tfidf_weight=0.5),
@@ -220,7 +226,12 @@ def run(
                     continue
             texts = list(dict.fromkeys(t for s in samples.values() for t in s["text"]))
             vectors = embed_cached(
-                config.model, texts, cache_dir, precision=config.precision, progress=progress
+                config.model,
+                texts,
+                cache_dir,
+                precision=config.precision,
+                runtime=config.runtime,
+                progress=progress,
             )
             index = {text: i for i, text in enumerate(texts)}
             for seed, sample in samples.items():
