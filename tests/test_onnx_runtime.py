@@ -96,3 +96,13 @@ def test_the_token_budget_cuts_long_texts():
 def test_an_unknown_runtime_is_refused_before_loading():
     with pytest.raises(InputError, match=r"The 'runtime' parameter must be one of .*Got 'tvm' instead"):
         load_model("all-MiniLM-L6-v2", "fp32", None, "tvm")
+
+
+def test_the_plan_reads_the_speed_measured_for_the_chosen_runtime_and_precision(tmp_path):
+    from tasks.embed.plan import read_throughput, record_throughput
+
+    record_throughput(tmp_path, LocalEmbedder(runtime="onnx", precision="int8"), 30.0)
+    record_throughput(tmp_path, LocalEmbedder(), 10.0)
+    assert read_throughput(tmp_path, LocalEmbedder(runtime="onnx", precision="int8")) == 30.0
+    assert read_throughput(tmp_path, LocalEmbedder()) == 10.0
+    assert read_throughput(tmp_path, LocalEmbedder(runtime="onnx")) is None
