@@ -46,13 +46,18 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from tasks.layout import atomic_path
-from tasks.mapdata import MapData
+from tasks.explorer import compress, place_labels, script_json
+from tasks.layout import NOISE, atomic_path
+from tasks.mapdata import MapData, palette
 
 HOVER_LINE_CHARS = 70
 WEBGL_FROM = 5_000
 """Draw maps of this many points or more with WebGL: SVG is quicker below (no WebGL start-up), slower above."""
 HIGHLIGHT_COLOUR = "#111111"
+LABEL_TERMS = 3
+"""A label on the map names a cluster by this many of its top terms."""
+EXPLORER_JS = Path(__file__).with_name("map_explorer.js")
+EXPLORER_CSS = Path(__file__).with_name("map_explorer.css")
 
 HOVER_TEMPLATE = (
     "<b>%{customdata[2]}</b><br>class: %{customdata[0]}<br>cluster: %{customdata[1]}"
@@ -69,7 +74,10 @@ var hoverRows = function () { return rows || (rows = JSON.parse(document.getElem
 requestAnimationFrame(function () {
   window.mapRenderedAt = performance.now();
   setTimeout(function () {
-    Plotly.restyle(gd, {customdata: hoverRows()}, settings.clusters).then(function () { window.mapHoverReady = performance.now(); });
+    Plotly.restyle(gd, {customdata: hoverRows()}, settings.clusters).then(function () {
+      window.mapHoverReady = performance.now();
+      window.mapExplorer.start(gd);
+    });
   }, 0);
 });
 var entities = {'&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#x27;': "'"};
@@ -124,6 +132,7 @@ body { font-family: sans-serif; margin: 0 1em; }
 header { display: flex; gap: 1em; align-items: baseline; }
 #search { width: 18em; padding: .2em; }
 #search-count { color: #555; }
+__EXPLORERCSS__
 </style>
 </head>
 <body>
@@ -137,7 +146,21 @@ __PLOTLYJS__</script>
 // software WebGL (as in the benchmark) pays for every one: about 0.5 s of a load at 18,846 points.
 Plotly.setPlotConfig({plotGlPixelRatio: Math.max(1, window.devicePixelRatio || 1)});
 </script>
-__PLOT__
+<script>
+__EXPLORERJS__</script>
+<script type="application/json" id="explorer-settings">__SETTINGS__</script>
+<main id="layout">
+<aside id="explorer">
+<div class="controls"><label><input type="checkbox" id="show-labels" checked> Cluster labels</label>
+<label>Colour by column <select id="colour-by" disabled><option value="">-</option></select></label></div>
+<ol id="cluster-list" aria-label="Clusters"></ol>
+<section id="panel" aria-live="polite"><p class="hint">Click a post to read it whole; select posts with the box or
+lasso tool (top right of the map) to list and export them; click a cluster to see only its posts.</p></section>
+</aside>
+<div id="map-area">__PLOT__</div></main>
+<script type="application/octet-stream" id="explorer-data">
+__DATA__
+</script>
 </body>
 </html>
 """
@@ -154,7 +177,10 @@ def _wrap(text: str) -> list[str]:
 
 
 def _hover_texts(points: pd.DataFrame) -> np.ndarray:
-    """Per point: class, cluster label, subject and wrapped preview, HTML-escaped (plotly renders tags)."""
+    """Per point: class, cluster label, subject, wrapped preview (HTML-escaped: plotly renders tags) and row.
+
+    The row says which post the explorer panel shows when the point is clicked or selected.
+    """
 
     def escape(values: pd.Series) -> list[str]:
         return [html.escape(str(v)) if v is not None else "" for v in values]
@@ -165,8 +191,41 @@ def _hover_texts(points: pd.DataFrame) -> np.ndarray:
         escape(points["cluster_label"]),
         escape(points["subject"]),
         previews,
+        list(range(len(points))),
     ]
-    return np.array(columns, dtype=object).T.reshape(len(points), 4)
+    return np.array(columns, dtype=object).T.reshape(len(points), 5)
+
+
+def cluster_labels(data: MapData) -> list[dict]:
+    """The cluster labels drawn on the map, as plotly annotations (see :func:`tasks.explorer.place_labels`).
+
+    Each names its cluster by its first :data:`LABEL_TERMS` terms (or its
+    number); unassigned posts get none.
+    """
+    points = data.points[data.points["cluster"] != NOISE]
+    if points.empty:
+        return []
+    groups = points.groupby("cluster", sort=True)
+    texts = [
+        ", ".join(data.names[c].split(", ")[:LABEL_TERMS]) if c in data.names else f"cluster {c}"
+        for c in groups.groups
+    ]
+    centres = groups[["x", "y"]].median().to_numpy(np.float64)
+    extent = (*data.points[["x", "y"]].min(), *data.points[["x", "y"]].max())
+    labels = place_labels(texts, centres, groups.size().tolist(), tuple(map(float, extent)))
+    return [
+        {
+            "x": label.x,
+            "y": label.y,
+            "text": html.escape(label.text),
+            "showarrow": False,
+            "font": {"size": label.font_px, "color": "#222"},
+            "bgcolor": "rgba(255,255,255,0.6)",
+            "borderpad": 1,
+            "visible": True,
+        }
+        for label in labels
+    ]
 
 
 def _scatter(n_points: int) -> type[go.Scatter] | type[go.Scattergl]:
@@ -236,6 +295,7 @@ def map_figure(data: MapData) -> go.Figure:
         hovermode="closest",
         template="plotly_white",
         margin={"t": 60},
+        annotations=cluster_labels(data),
     )
     if by_class:
         n_cluster, n_class = len(by_cluster), len(by_class)
@@ -265,6 +325,59 @@ def map_figure(data: MapData) -> go.Figure:
             ]
         )
     return figure
+
+
+def explorer_settings(data: MapData, n_cluster: int, n_class: int) -> dict:
+    """What the explorer panel needs before the texts: clusters (in trace order), classes, columns, trace indices."""
+    points = data.points
+    sizes = points["cluster_label"].value_counts()
+    numbers = points.groupby("cluster_label")["cluster"].first()
+    classes = list(data.class_colours)
+    clusters = []
+    for trace, (label, colour) in enumerate(data.cluster_colours.items()):
+        number = int(numbers[label])
+        clusters.append(
+            {
+                "label": label,
+                "name": data.names.get(number),
+                "matched": data.matched.get(number),
+                "size": int(sizes[label]),
+                "colour": colour,
+                "trace": trace,
+                "central": data.central.get(number, []),
+            }
+        )
+    columns = []
+    for name, values in data.columns.items():
+        distinct = sorted(set(values))
+        columns.append({"name": name, "values": distinct, "colours": list(palette(distinct).values())})
+    return {
+        "clusters": clusters,
+        "classes": classes,
+        "columns": columns,
+        "clusterTraces": list(range(n_cluster)),
+        "highlight": n_cluster + n_class,
+    }
+
+
+def explorer_payload(data: MapData, settings: dict) -> dict:
+    """The posts, column by column, for the explorer panel: the page carries it compressed (:func:`compress`)."""
+    points = data.points
+    cluster_index = {c["label"]: k for k, c in enumerate(settings["clusters"])}
+    class_index = {name: k for k, name in enumerate(settings["classes"])}
+    columns = {}
+    for column in settings["columns"]:
+        codes = {value: k for k, value in enumerate(column["values"])}
+        columns[column["name"]] = [codes[v] for v in data.columns[column["name"]]]
+    return {
+        "doc_id": points["doc_id"].astype(str).tolist(),
+        "subject": points["subject"].tolist(),
+        "text": points["text"].tolist(),
+        "class": [class_index.get(c, -1) for c in points["class_name"]],
+        "cluster": [cluster_index[c] for c in points["cluster_label"]],
+        "neighbours": data.neighbours.tolist() if data.neighbours is not None else None,
+        "columns": columns,
+    }
 
 
 def map_html(data: MapData, *, title: str) -> str:
@@ -297,11 +410,20 @@ def map_html(data: MapData, *, title: str) -> str:
         config={"displaylogo": False, "scrollZoom": True, "responsive": True},
         post_script=PAGE_SCRIPT.replace("__SETTINGS__", json.dumps(settings)),
     )
-    # "</" escaped as JSON allows, so no text can end the data block.
-    rows = json.dumps(hover_rows, separators=(",", ":")).replace("</", "<\\/")
-    plot = f'<script type="application/json" id="hover-rows">{rows}</script>\n{plot}'
-    parts = {"__TITLE__": html.escape(title), "__PLOTLYJS__": get_plotlyjs(), "__PLOT__": plot}
-    return re.sub("__(TITLE|PLOTLYJS|PLOT)__", lambda match: parts[match.group()], PAGE)
+    plot = f'<script type="application/json" id="hover-rows">{script_json(hover_rows)}</script>\n{plot}'
+    explorer = explorer_settings(data, n_cluster, n_class)
+    parts = {
+        "__TITLE__": html.escape(title),
+        "__PLOTLYJS__": get_plotlyjs(),
+        "__PLOT__": plot,
+        "__EXPLORERCSS__": EXPLORER_CSS.read_text(encoding="utf-8"),
+        "__EXPLORERJS__": EXPLORER_JS.read_text(encoding="utf-8"),
+        "__SETTINGS__": script_json(explorer),
+        "__DATA__": compress(explorer_payload(data, explorer)),
+    }
+    return re.sub(
+        "__(TITLE|PLOTLYJS|PLOT|EXPLORERCSS|EXPLORERJS|SETTINGS|DATA)__", lambda m: parts[m.group()], PAGE
+    )
 
 
 def render_map_html(data: MapData, path: Path, *, title: str) -> Path:
