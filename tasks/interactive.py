@@ -217,7 +217,8 @@ def cluster_labels(data: MapData) -> list[dict]:
         {
             "x": label.x,
             "y": label.y,
-            "text": html.escape(label.text),
+            # plotly decodes &amp; &lt; &gt; but shows &quot; as it is; a quote outside a tag is text.
+            "text": html.escape(label.text, quote=False),
             "showarrow": False,
             "font": {"size": label.font_px, "color": "#222"},
             "bgcolor": "rgba(255,255,255,0.6)",

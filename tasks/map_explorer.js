@@ -13,10 +13,10 @@ window.mapExplorer = (function () {
     if (className) e.className = className;
     return e;
   }
-  // plotly draws trace names and annotations as its own small HTML: entities keep a name's "<" as text.
+  // plotly draws trace names as its own small HTML: entities keep a name's "<" and "&" as text (it decodes
+  // these three, not &quot;, and a quote outside a tag is text anyway).
   function plotlyText(s) {
-    return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
-      .replace(/"/g, '&quot;').replace(/'/g, '&#x27;');
+    return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
   }
   function panel() {
     var p = $('panel');
