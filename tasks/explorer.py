@@ -94,6 +94,10 @@ class Label:
     font_px: float
 
 
+NUDGES = (0.5, 1.0, 1.5)
+DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))
+
+
 def label_box(x_px: float, y_px: float, text: str, font_px: float) -> tuple[float, float, float, float]:
     """A label's box in pixels (left, bottom, right, top), centred on (x_px, y_px), with a little padding."""
     half_w = (CHAR_WIDTH * font_px * len(text) + 6) / 2
@@ -117,10 +121,10 @@ def place_labels(
 
     ``centres`` (k, 2) are the clusters' centres in data units, ``extent`` the
     data's (xmin, ymin, xmax, ymax) drawn on ``plot_px`` pixels. The biggest
-    cluster is placed first at its centre; each next one at the first of its
-    centre and eight nudges (half a box up, down, left, right, then a whole box)
-    where its box overlaps none placed and stays inside the plot. A label with no
-    such place is dropped. Font size grows with the square root of the cluster's
+    cluster is placed first at its centre (moved in from the edge if its box
+    would stick out); each next one at the first of its centre and eight nudges
+    (half a box up, down, right, left, then a whole box, then one and a half)
+    where its box overlaps none placed and stays inside the plot. A label with no such place is dropped. Font size grows with the square root of the cluster's
     size, from 11 to 18 px.
     """
     xmin, ymin, xmax, ymax = extent
@@ -131,27 +135,22 @@ def place_labels(
     low, high = LABEL_FONT_PX
     placed: list[tuple[Label, tuple[float, ...]]] = []
     for i in sorted(range(len(texts)), key=lambda i: (-sizes[i], i)):
-        font = low + (high - low) * float(np.sqrt(sizes[i] / biggest))
-        cx, cy = (centres[i][0] - xmin) * sx, (centres[i][1] - ymin) * sy
+        font = round(low + (high - low) * float(np.sqrt(sizes[i] / biggest)), 1)
         box = label_box(0, 0, texts[i], font)
         w, h = box[2] - box[0], box[3] - box[1]
-        for dx, dy in (
-            (0, 0),
-            (0, h / 2),
-            (0, -h / 2),
-            (w / 2, 0),
-            (-w / 2, 0),
-            (0, h),
-            (0, -h),
-            (w, 0),
-            (-w, 0),
-        ):
+        if w > width or h > height:
+            continue
+        # A centre near the edge moves in, so that the label stays whole on the plot.
+        cx = min(max((centres[i][0] - xmin) * sx, w / 2), width - w / 2)
+        cy = min(max((centres[i][1] - ymin) * sy, h / 2), height - h / 2)
+        for dx, dy in [(0, 0)] + [(f * w * a, f * h * b) for f in NUDGES for a, b in DIRECTIONS]:
             candidate = label_box(cx + dx, cy + dy, texts[i], font)
             inside = (
                 candidate[0] >= 0 and candidate[1] >= 0 and candidate[2] <= width and candidate[3] <= height
             )
             if inside and not any(_overlap(candidate, other) for _, other in placed):
-                label = Label(texts[i], xmin + (cx + dx) / sx, ymin + (cy + dy) / sy, round(font, 1))
-                placed.append((label, candidate))
+                placed.append(
+                    (Label(texts[i], xmin + (cx + dx) / sx, ymin + (cy + dy) / sy, font), candidate)
+                )
                 break
     return [label for label, _ in placed]
