@@ -158,9 +158,7 @@ __EXPLORERJS__</script>
 lasso tool (top right of the map) to list and export them; click a cluster to see only its posts.</p></section>
 </aside>
 <div id="map-area">__PLOT__</div></main>
-<script type="application/octet-stream" id="explorer-data">
-__DATA__
-</script>
+<script type="application/octet-stream" id="explorer-data">__DATA__</script>
 </body>
 </html>
 """

@@ -202,8 +202,14 @@ window.mapExplorer = (function () {
   }
 
   async function inflate(block) {
-    var binary = atob(block), bytes = new Uint8Array(binary.length);
-    for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    var bytes;
+    if (Uint8Array.fromBase64) {
+      bytes = Uint8Array.fromBase64(block);
+    } else {
+      var binary = atob(block);
+      bytes = new Uint8Array(binary.length);
+      for (var i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    }
     var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
     return JSON.parse(await new Response(stream).text());
   }
@@ -225,8 +231,8 @@ window.mapExplorer = (function () {
     clusterList();
     $('show-labels').addEventListener('change', function (e) { labels(e.target.checked); });
     gd.on('plotly_click', function (event) {
-      var i = event.points.length ? rowOf(event.points[0]) : undefined;
-      if (i !== undefined) showPost(i);
+      var rows = event.points.map(rowOf).filter(function (i) { return i !== undefined; });
+      if (rows.length) showPost(rows[0]);
     });
     gd.on('plotly_selected', function (event) {
       if (!event) return;
@@ -243,7 +249,7 @@ window.mapExplorer = (function () {
       if (columns.length) Plotly.restyle(gd, {visible: false}, columns);
     });
     $('colour-by').addEventListener('change', colourBy);
-    return whenParsed().then(function () { return inflate($('explorer-data').textContent.trim()); }).then(function (data) {
+    return whenParsed().then(function () { return inflate($('explorer-data').textContent); }).then(function (data) {
       posts = data;
       settings.columns.forEach(function (c, k) {
         var option = el('option', c.name);
