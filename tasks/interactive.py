@@ -28,9 +28,12 @@ Bokeh's pages are smaller (its bundle is 1.6 MB against plotly's 4.8 MB), but
 plotly draws first at both sizes with about half the CPU, both stay under the
 size targets (6 MB at 600 points, 20 MB at 18,846), and plotly gives the toggle
 (``updatemenus``), hover templates and legend toggling as figure settings, so
-our own JavaScript is the search box and the filling of the class traces. Most
-of a first load is compiling plotly's 4.8 MB bundle; docs/benchmarks.md has the
-times of the page as it is now.
+our own JavaScript is the search box, the filling of the class traces and the
+explorer panel (``tasks/map_explorer.js``: a post read whole with its
+neighbours, selections listed and exported, the cluster list, the labels'
+toggle). Most of a first load is compiling plotly's 4.8 MB bundle;
+docs/map-html.md and docs/benchmarks.md have the times of the page as it is
+now.
 """
 
 from __future__ import annotations
@@ -46,16 +49,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from tasks.explorer import compress, place_labels, script_json
-from tasks.layout import NOISE, atomic_path
-from tasks.mapdata import MapData, palette
+from tasks.explorer import compress, script_json
+from tasks.explorer_page import cluster_labels, explorer_payload, explorer_settings
+from tasks.layout import atomic_path
+from tasks.mapdata import MapData
 
 HOVER_LINE_CHARS = 70
 WEBGL_FROM = 5_000
 """Draw maps of this many points or more with WebGL: SVG is quicker below (no WebGL start-up), slower above."""
 HIGHLIGHT_COLOUR = "#111111"
-LABEL_TERMS = 3
-"""A label on the map names a cluster by this many of its top terms."""
 EXPLORER_JS = Path(__file__).with_name("map_explorer.js")
 EXPLORER_CSS = Path(__file__).with_name("map_explorer.css")
 
@@ -194,39 +196,6 @@ def _hover_texts(points: pd.DataFrame) -> np.ndarray:
     return np.array(columns, dtype=object).T.reshape(len(points), 5)
 
 
-def cluster_labels(data: MapData) -> list[dict]:
-    """The cluster labels drawn on the map, as plotly annotations (see :func:`tasks.explorer.place_labels`).
-
-    Each names its cluster by its first :data:`LABEL_TERMS` terms (or its
-    number); unassigned posts get none.
-    """
-    points = data.points[data.points["cluster"] != NOISE]
-    if points.empty:
-        return []
-    groups = points.groupby("cluster", sort=True)
-    texts = [
-        ", ".join(data.names[c].split(", ")[:LABEL_TERMS]) if c in data.names else f"cluster {c}"
-        for c in groups.groups
-    ]
-    centres = groups[["x", "y"]].median().to_numpy(np.float64)
-    extent = (*data.points[["x", "y"]].min(), *data.points[["x", "y"]].max())
-    labels = place_labels(texts, centres, groups.size().tolist(), tuple(map(float, extent)))
-    return [
-        {
-            "x": label.x,
-            "y": label.y,
-            # plotly decodes &amp; &lt; &gt; but shows &quot; as it is; a quote outside a tag is text.
-            "text": html.escape(label.text, quote=False),
-            "showarrow": False,
-            "font": {"size": label.font_px, "color": "#222"},
-            "bgcolor": "rgba(255,255,255,0.6)",
-            "borderpad": 1,
-            "visible": True,
-        }
-        for label in labels
-    ]
-
-
 def _scatter(n_points: int) -> type[go.Scatter] | type[go.Scattergl]:
     """The trace type for a map of ``n_points``: WebGL from :data:`WEBGL_FROM` points, SVG below."""
     return go.Scattergl if n_points >= WEBGL_FROM else go.Scatter
@@ -324,59 +293,6 @@ def map_figure(data: MapData) -> go.Figure:
             ]
         )
     return figure
-
-
-def explorer_settings(data: MapData, n_cluster: int, n_class: int) -> dict:
-    """What the explorer panel needs before the texts: clusters (in trace order), classes, columns, trace indices."""
-    points = data.points
-    sizes = points["cluster_label"].value_counts()
-    numbers = points.groupby("cluster_label")["cluster"].first()
-    classes = list(data.class_colours)
-    clusters = []
-    for trace, (label, colour) in enumerate(data.cluster_colours.items()):
-        number = int(numbers[label])
-        clusters.append(
-            {
-                "label": label,
-                "name": data.names.get(number),
-                "matched": data.matched.get(number),
-                "size": int(sizes[label]),
-                "colour": colour,
-                "trace": trace,
-                "central": data.central.get(number, []),
-            }
-        )
-    columns = []
-    for name, values in data.columns.items():
-        distinct = sorted(set(values))
-        columns.append({"name": name, "values": distinct, "colours": list(palette(distinct).values())})
-    return {
-        "clusters": clusters,
-        "classes": classes,
-        "columns": columns,
-        "clusterTraces": list(range(n_cluster)),
-        "highlight": n_cluster + n_class,
-    }
-
-
-def explorer_payload(data: MapData, settings: dict) -> dict:
-    """The posts, column by column, for the explorer panel: the page carries it compressed (:func:`compress`)."""
-    points = data.points
-    cluster_index = {c["label"]: k for k, c in enumerate(settings["clusters"])}
-    class_index = {name: k for k, name in enumerate(settings["classes"])}
-    columns = {}
-    for column in settings["columns"]:
-        codes = {value: k for k, value in enumerate(column["values"])}
-        columns[column["name"]] = [codes[v] for v in data.columns[column["name"]]]
-    return {
-        "doc_id": points["doc_id"].astype(str).tolist(),
-        "subject": points["subject"].tolist(),
-        "text": points["text"].tolist(),
-        "class": [class_index.get(c, -1) for c in points["class_name"]],
-        "cluster": [cluster_index[c] for c in points["cluster_label"]],
-        "neighbours": data.neighbours.tolist() if data.neighbours is not None else None,
-        "columns": columns,
-    }
 
 
 def map_html(data: MapData, *, title: str) -> str:
