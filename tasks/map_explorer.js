@@ -197,7 +197,7 @@ window.mapExplorer = (function () {
 
   function labels(on) {
     var update = {};
-    gd.layout.annotations.forEach(function (_, i) { update['annotations[' + i + '].visible'] = on; });
+    (gd.layout.annotations || []).forEach(function (_, i) { update['annotations[' + i + '].visible'] = on; });
     Plotly.relayout(gd, update);
   }
 
