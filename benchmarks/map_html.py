@@ -1,18 +1,24 @@
-"""Size and time to first render of ``map.html``: plotly (what we ship) against Bokeh.
+"""Size and time to first render of ``map.html``: this checkout's page against another commit's (main), and Bokeh.
 
-Both pages inline their library and draw the same synthetic map (20 classes,
-20 clusters and 5% noise; posts of realistic length) with one legend entry per
-group for both colourings, and hover text; plotly's (``tasks/interactive.py``)
-uses SVG below 5,000 points and WebGL above, Bokeh's uses WebGL throughout. The Bokeh page has the
+Every page inlines its library and draws the same map (20 classes, 20 clusters
+and 5% noise in Gaussian blobs; the posts are real 20 Newsgroups posts, cleaned,
+when the archive is at $NEWSGROUPS_ARCHIVE or ../shared/data, else synthetic ones of
+the same mean length) with one legend entry per group for both colourings, and
+hover text. "this" is ``tasks/interactive.py`` of this checkout, with the
+explorer panel (full texts, neighbours of random 384-dimensional vectors);
+"main" is the page of ``--baseline`` (a commit; built in a temporary git
+worktree of it, from the same posts). The Bokeh page (``--bokeh``) has the
 class/cluster toggle but no search box. Time to first render is navigation
 start to the first animation frame after the plot is drawn (plotly's
 ``newPlot`` promise; Bokeh's ``DocumentReady`` event), in headless Chromium
 with software WebGL: the first load in a fresh browser, and the median of the
-later ones (``--repeats`` loads in all). "Hover ready" is when plotly's page
-has attached the hover rows it keeps out of the first render. Targets: at most 6 MB
-at 600 points and 20 MB at 18,846; under 3 s at 18,846.
+later ones (``--repeats`` loads in all), pages taking turns. "Hover ready" is
+when the page has attached the hover rows it keeps out of the first render,
+"panel ready" when the explorer has decompressed and parsed the full texts.
+Targets: first render no slower than main; panel ready within 2 s after it;
+at most 8 MB at 600 points and 30 MB at 18,846.
 
-    pip install -e ".[bench]"        # Bokeh, for the comparison (without it: plotly only)
+    pip install -e ".[bench]"        # Bokeh, for --bokeh
     python benchmarks/map_html.py
     python benchmarks/map_html.py --points 600 --repeats 1
 """
@@ -20,10 +26,14 @@ at 600 points and 20 MB at 18,846; under 3 s at 18,846.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import html
 import importlib.util
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from datetime import date
@@ -48,28 +58,108 @@ WORDS = (
 ).split()
 RENDERED = "return window.mapRenderedAt || null"
 HOVER_READY = "return window.mapHoverReady || null"
+PANEL_READY = "return window.mapPanelReady || null"
+MEAN_POST_CHARS = 1352
+"""Mean length of a cleaned 20 Newsgroups post (18,583 posts, 2026-12-04), for synthetic posts."""
 
 
-def synthetic_map(n_points: int, *, seed: int = 0) -> MapData:
-    """A map of ``n_points`` posts in 20 Gaussian blobs, clustered with 5% noise."""
+@functools.cache
+def real_posts() -> list[str]:
+    """The cleaned posts of the 20 Newsgroups archive, or none if it is not here."""
+    archive = Path(
+        os.environ.get("NEWSGROUPS_ARCHIVE", ROOT.parent / "shared" / "data" / "20news-bydate.tar.gz")
+    )
+    if not archive.exists():
+        return []
+    from tasks.clean import clean_corpus
+    from tasks.config import CleaningSettings
+    from tasks.ingest import load_newsgroups
+
+    return clean_corpus(load_newsgroups(archive=archive, subset="all"), CleaningSettings())[0][
+        "text"
+    ].tolist()
+
+
+def posts(n_points: int, rng: np.random.Generator) -> list[str]:
+    """``n_points`` cleaned 20 Newsgroups posts (cycled), or synthetic ones of their mean length without the archive."""
+    archive = Path(
+        os.environ.get("NEWSGROUPS_ARCHIVE", ROOT.parent / "shared" / "data" / "20news-bydate.tar.gz")
+    )
+    if archive.exists():
+        from tasks.clean import clean_corpus
+        from tasks.config import CleaningSettings
+        from tasks.ingest import load_newsgroups
+
+        texts = clean_corpus(load_newsgroups(archive=archive, subset="all"), CleaningSettings())[0][
+            "text"
+        ].tolist()
+        return [texts[i % len(texts)] for i in rng.permutation(max(n_points, len(texts)))[:n_points]]
+    words = MEAN_POST_CHARS // 6
+    return [
+        f"Re: {' '.join(rng.choice(WORDS, 5))}\n\n{' '.join(rng.choice(WORDS, words))}"
+        for _ in range(n_points)
+    ]
+
+
+def synthetic_inputs(n_points: int, *, seed: int = 0) -> dict:
+    """What both pages draw: ``n_points`` posts in 20 Gaussian blobs, clustered with 5% noise, and their vectors."""
     rng = np.random.default_rng(seed)
     groups = rng.integers(0, 20, n_points)
     centres = rng.uniform(-60, 60, (20, 2))
     xy = centres[groups] + rng.normal(0, 4, (n_points, 2))
-    texts = [
-        f"Re: {' '.join(rng.choice(WORDS, 5))}\n\n{' '.join(rng.choice(WORDS, 60))}" for _ in range(n_points)
-    ]
-    clusters = np.where(rng.random(n_points) < 0.05, NOISE, groups)
-    coords = pd.DataFrame({"doc_id": [f"d{i}" for i in range(n_points)], "x": xy[:, 0], "y": xy[:, 1]})
+    vectors = rng.normal(size=(20, 384))[groups] + rng.normal(size=(n_points, 384))
+    return {
+        "coords": pd.DataFrame({"doc_id": [f"d{i}" for i in range(n_points)], "x": xy[:, 0], "y": xy[:, 1]}),
+        "texts": posts(n_points, rng),
+        "clusters": np.where(rng.random(n_points) < 0.05, NOISE, groups),
+        "classes": np.array([f"group.{g:02d}" for g in groups]),
+        "names": {c: ", ".join(WORDS[c : c + 4]) for c in range(20)},
+        "vectors": vectors.astype(np.float32),
+    }
+
+
+def synthetic_map(inputs: dict, *, vectors: bool = True) -> MapData:
+    """The map of :func:`synthetic_inputs` (with neighbours from the vectors when ``vectors``)."""
     return prepare_map(
-        coords,
-        texts,
-        clusters,
-        np.array([f"group.{g:02d}" for g in groups]),
+        inputs["coords"],
+        inputs["texts"],
+        inputs["clusters"],
+        inputs["classes"],
         reducer_label="t-SNE",
-        cluster_names={c: ", ".join(WORDS[c : c + 4]) for c in range(20)},
+        cluster_names=inputs["names"],
         matched_classes={c: f"group.{c:02d}" for c in range(20)},
+        **({"vectors": inputs["vectors"]} if vectors else {}),
     )
+
+
+BASELINE_SCRIPT = """
+import json, sys
+import numpy as np, pandas as pd
+from tasks.interactive import render_map_html
+from tasks.mapdata import prepare_map
+folder, out = sys.argv[1], sys.argv[2]
+frame = pd.read_parquet(folder + "/inputs.parquet")
+names = {int(k): v for k, v in json.load(open(folder + "/names.json")).items()}
+data = prepare_map(frame[["doc_id", "x", "y"]], frame["text"].tolist(), frame["cluster"].to_numpy(),
+                   frame["class_name"].to_numpy(object), reducer_label="t-SNE", cluster_names=names,
+                   matched_classes={c: f"group.{c:02d}" for c in range(20)})
+render_map_html(data, out, title="Map")
+"""
+
+
+def render_baseline(inputs: dict, worktree: Path, path: Path) -> Path:
+    """The same map drawn by the commit checked out in ``worktree`` (its own code, in a child process)."""
+    folder = path.parent / f"inputs-{path.stem}"
+    folder.mkdir()
+    inputs["coords"].assign(
+        text=inputs["texts"], cluster=inputs["clusters"], class_name=inputs["classes"]
+    ).to_parquet(folder / "inputs.parquet")
+    (folder / "names.json").write_text(json.dumps(inputs["names"]), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(worktree)}
+    subprocess.run(
+        [sys.executable, "-c", BASELINE_SCRIPT, str(folder), str(path)], env=env, check=True, cwd=worktree
+    )
+    return path
 
 
 def render_bokeh(data: MapData, path: Path) -> Path:
@@ -155,68 +245,106 @@ def cpu_seconds(root: int) -> float:
     return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
 
 
-def first_render_s(path: Path, profile: Path, repeats: int) -> list[tuple[float, float, float]]:
-    """Per load: seconds from navigation start to the first frame after the plot is drawn, Chromium's CPU seconds,
-    and seconds until hovering shows the posts (plotly's page attaches them after the first frame).
+def first_render_s(path: Path, browser: WebDriver) -> tuple[float, float, float, float | None]:
+    """One load of ``path`` in ``browser``: seconds from navigation start to the first frame after the plot is
+    drawn, Chromium's CPU seconds, seconds until the hover rows are attached and until the explorer panel is ready
+    (None for a page without one).
 
-    A fresh browser opens the page ``repeats`` times: the first load is the one
-    a reader waits for; later ones reuse what Chromium cached (compiled script).
     CPU seconds do not grow when other jobs share the cores, wall seconds do.
     """
-    times = []
-    with WebDriver(profile=profile, args=[*OFFLINE_ARGS, *WEBGL_ARGS], timeout=120) as browser:
-        for _ in range(repeats):
-            browser.open("about:blank")
-            before = cpu_seconds(browser.driver_pid)
-            browser.open(path.as_uri())
-            wall = browser.wait_for(RENDERED, lambda value: value is not None) / 1000
-            hover = browser.wait_for(HOVER_READY, lambda value: value is not None) / 1000
-            times.append((wall, cpu_seconds(browser.driver_pid) - before, hover))
-            requests = browser.run("return performance.getEntriesByType('resource').map(e => e.name)")
-            if requests:
-                raise RuntimeError(f"{path.name} fetched {requests}.")
-    return times
+    browser.open("about:blank")
+    before = cpu_seconds(browser.driver_pid)
+    browser.open(path.as_uri())
+    wall = browser.wait_for(RENDERED, lambda value: value is not None) / 1000
+    hover = browser.wait_for(HOVER_READY, lambda value: value is not None) / 1000
+    has_panel = browser.run("return !!document.getElementById('explorer-data')")
+    panel = browser.wait_for(PANEL_READY, lambda value: value is not None) / 1000 if has_panel else None
+    cpu = cpu_seconds(browser.driver_pid) - before
+    requests = browser.run("return performance.getEntriesByType('resource').map(e => e.name)")
+    if requests:
+        raise RuntimeError(f"{path.name} fetched {requests}.")
+    return wall, cpu, hover, panel
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, nargs="+", default=[600, 18_846])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", default="main", help="the commit to compare with (default: main)")
+    parser.add_argument(
+        "--bokeh", action="store_true", help="also draw the map with Bokeh (needs the bench extra)"
+    )
     args = parser.parse_args()
     if not chromium_available():
         sys.exit("This benchmark needs chromium and chromedriver (Debian packages of those names).")
-    renderers = {"plotly": lambda d, p: render_map_html(d, p, title="Map")}
-    if importlib.util.find_spec("bokeh"):
-        renderers["bokeh"] = render_bokeh
-    else:
-        print('Bokeh is not installed (pip install -e ".[bench]"): measuring plotly only.')
+    if args.bokeh and not importlib.util.find_spec("bokeh"):
+        sys.exit('--bokeh needs Bokeh: pip install -e ".[bench]".')
     rows = []
     load_before = f"{os.getloadavg()[0]:.1f}"
     with tempfile.TemporaryDirectory() as folder:
-        for n_points in args.points:
-            data = synthetic_map(n_points)
-            for library, render in renderers.items():
-                path = render(data, Path(folder) / f"{library}-{n_points}.html")
-                loads = first_render_s(path, Path(folder) / f"profile-{library}-{n_points}", args.repeats)
-                later = loads[1:] or loads
-                median_wall = statistics.median(wall for wall, _, _ in later)
-                median_cpu = statistics.median(cpu for _, cpu, _ in later)
-                rows.append(
-                    (library, n_points, path.stat().st_size / 1e6, *loads[0], median_wall, median_cpu)
-                )
+        worktree = Path(folder) / "baseline"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(worktree), args.baseline],
+            check=True,
+        )
+        try:
+            for n_points in args.points:
+                inputs = synthetic_inputs(n_points)
+                renderers = {
+                    args.baseline: lambda p, inputs=inputs: render_baseline(inputs, worktree, p),
+                    "this": lambda p, inputs=inputs: render_map_html(synthetic_map(inputs), p, title="Map"),
+                }
+                if args.bokeh:
+                    renderers["bokeh"] = lambda p, inputs=inputs: render_bokeh(
+                        synthetic_map(inputs, vectors=False), p
+                    )
+                pages = {
+                    name: render(Path(folder) / f"{name}-{n_points}.html")
+                    for name, render in renderers.items()
+                }
+                loads: dict[str, list] = {name: [] for name in pages}
+                stack = contextlib.ExitStack()
+                browsers = {
+                    name: stack.enter_context(
+                        WebDriver(
+                            profile=Path(folder) / f"profile-{name}-{n_points}",
+                            args=[*OFFLINE_ARGS, *WEBGL_ARGS],
+                            timeout=120,
+                        )
+                    )
+                    for name in pages
+                }
+                # Pages take turns, each in its own fresh browser, so a burst of load elsewhere hits both alike.
+                for _ in range(args.repeats):
+                    for name, path in pages.items():
+                        loads[name].append(first_render_s(path, browsers[name]))
+                stack.close()
+                for name, path in pages.items():
+                    later = loads[name][1:] or loads[name]
+                    median = [statistics.median(load[k] for load in later) for k in range(3)]
+                    panels = [load[3] - load[0] for load in later if load[3] is not None]
+                    panel = statistics.median(panels) if panels else None
+                    rows.append(
+                        (name, n_points, path.stat().st_size / 1e6, *loads[name][0][:3], *median, panel)
+                    )
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)], check=False
+            )
     print(
-        f"map.html, {date.today()}, headless Chromium (software WebGL), {args.repeats} loads in a fresh browser"
+        f"map.html, {date.today()}, headless Chromium (software WebGL), {args.repeats} loads in a fresh browser each"
     )
     print(f"load average before: {load_before}, after: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     print(
-        "| library | points | file size (MB) | first load: render (s) | CPU (s) | hover ready (s) "
-        "| later loads, median: render (s) | CPU (s) |"
+        "| page | points | file size (MB) | first load: render (s) | CPU (s) | hover ready (s) "
+        "| later loads, median: render (s) | CPU (s) | hover ready (s) | panel ready after render (s) |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for library, n_points, size, first, first_cpu, hover, later, later_cpu in rows:
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, n_points, size, first, first_cpu, hover, later, later_cpu, later_hover, panel in rows:
+        panel_text = "-" if panel is None else f"{panel:.2f}"
         print(
-            f"| {library} | {n_points:,} | {size:.1f} | {first:.2f} | {first_cpu:.2f} | {hover:.2f} "
-            f"| {later:.2f} | {later_cpu:.2f} |"
+            f"| {name} | {n_points:,} | {size:.1f} | {first:.2f} | {first_cpu:.2f} | {hover:.2f} "
+            f"| {later:.2f} | {later_cpu:.2f} | {later_hover:.2f} | {panel_text} |"
         )
 
 

@@ -108,6 +108,7 @@ def analyse_sample(run: Run, sample: pd.DataFrame, settings: RunSettings) -> Non
         evaluation,
         metrics,
         reducer_label=backends.reducer.label,
+        vectors=vectors,
         names=names,
         clustering=clustering,
         layout=run.layout,

@@ -28,9 +28,12 @@ Bokeh's pages are smaller (its bundle is 1.6 MB against plotly's 4.8 MB), but
 plotly draws first at both sizes with about half the CPU, both stay under the
 size targets (6 MB at 600 points, 20 MB at 18,846), and plotly gives the toggle
 (``updatemenus``), hover templates and legend toggling as figure settings, so
-our own JavaScript is the search box and the filling of the class traces. Most
-of a first load is compiling plotly's 4.8 MB bundle; docs/benchmarks.md has the
-times of the page as it is now.
+our own JavaScript is the search box, the filling of the class traces and the
+explorer panel (``tasks/map_explorer.js``: a post read whole with its
+neighbours, selections listed and exported, the cluster list, the labels'
+toggle). Most of a first load is compiling plotly's 4.8 MB bundle;
+docs/map-html.md and docs/benchmarks.md have the times of the page as it is
+now.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from tasks.explorer import compress, script_json
+from tasks.explorer_page import cluster_labels, explorer_payload, explorer_settings
 from tasks.layout import atomic_path
 from tasks.mapdata import MapData
 
@@ -53,6 +58,8 @@ HOVER_LINE_CHARS = 70
 WEBGL_FROM = 5_000
 """Draw maps of this many points or more with WebGL: SVG is quicker below (no WebGL start-up), slower above."""
 HIGHLIGHT_COLOUR = "#111111"
+EXPLORER_JS = Path(__file__).with_name("map_explorer.js")
+EXPLORER_CSS = Path(__file__).with_name("map_explorer.css")
 
 HOVER_TEMPLATE = (
     "<b>%{customdata[2]}</b><br>class: %{customdata[0]}<br>cluster: %{customdata[1]}"
@@ -69,7 +76,10 @@ var hoverRows = function () { return rows || (rows = JSON.parse(document.getElem
 requestAnimationFrame(function () {
   window.mapRenderedAt = performance.now();
   setTimeout(function () {
-    Plotly.restyle(gd, {customdata: hoverRows()}, settings.clusters).then(function () { window.mapHoverReady = performance.now(); });
+    Plotly.restyle(gd, {customdata: hoverRows()}, settings.clusters).then(function () {
+      window.mapHoverReady = performance.now();
+      window.mapExplorer.start(gd);
+    });
   }, 0);
 });
 var entities = {'&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#x27;': "'"};
@@ -124,6 +134,7 @@ body { font-family: sans-serif; margin: 0 1em; }
 header { display: flex; gap: 1em; align-items: baseline; }
 #search { width: 18em; padding: .2em; }
 #search-count { color: #555; }
+__EXPLORERCSS__
 </style>
 </head>
 <body>
@@ -137,7 +148,19 @@ __PLOTLYJS__</script>
 // software WebGL (as in the benchmark) pays for every one: about 0.5 s of a load at 18,846 points.
 Plotly.setPlotConfig({plotGlPixelRatio: Math.max(1, window.devicePixelRatio || 1)});
 </script>
-__PLOT__
+<script>
+__EXPLORERJS__</script>
+<script type="application/json" id="explorer-settings">__SETTINGS__</script>
+<main id="layout">
+<aside id="explorer">
+<div class="controls"><label><input type="checkbox" id="show-labels" checked> Cluster labels</label>
+<label>Colour by column <select id="colour-by" disabled><option value="">-</option></select></label></div>
+<ol id="cluster-list" aria-label="Clusters"></ol>
+<section id="panel" aria-live="polite"><p class="hint">Click a post to read it whole; select posts with the box or
+lasso tool (top right of the map) to list and export them; click a cluster to see only its posts.</p></section>
+</aside>
+<div id="map-area">__PLOT__</div></main>
+<script type="application/octet-stream" id="explorer-data">__DATA__</script>
 </body>
 </html>
 """
@@ -154,7 +177,10 @@ def _wrap(text: str) -> list[str]:
 
 
 def _hover_texts(points: pd.DataFrame) -> np.ndarray:
-    """Per point: class, cluster label, subject and wrapped preview, HTML-escaped (plotly renders tags)."""
+    """Per point: class, cluster label, subject, wrapped preview (HTML-escaped: plotly renders tags) and row.
+
+    The row says which post the explorer panel shows when the point is clicked or selected.
+    """
 
     def escape(values: pd.Series) -> list[str]:
         return [html.escape(str(v)) if v is not None else "" for v in values]
@@ -165,8 +191,9 @@ def _hover_texts(points: pd.DataFrame) -> np.ndarray:
         escape(points["cluster_label"]),
         escape(points["subject"]),
         previews,
+        list(range(len(points))),
     ]
-    return np.array(columns, dtype=object).T.reshape(len(points), 4)
+    return np.array(columns, dtype=object).T.reshape(len(points), 5)
 
 
 def _scatter(n_points: int) -> type[go.Scatter] | type[go.Scattergl]:
@@ -236,6 +263,7 @@ def map_figure(data: MapData) -> go.Figure:
         hovermode="closest",
         template="plotly_white",
         margin={"t": 60},
+        annotations=cluster_labels(data),
     )
     if by_class:
         n_cluster, n_class = len(by_cluster), len(by_class)
@@ -297,11 +325,20 @@ def map_html(data: MapData, *, title: str) -> str:
         config={"displaylogo": False, "scrollZoom": True, "responsive": True},
         post_script=PAGE_SCRIPT.replace("__SETTINGS__", json.dumps(settings)),
     )
-    # "</" escaped as JSON allows, so no text can end the data block.
-    rows = json.dumps(hover_rows, separators=(",", ":")).replace("</", "<\\/")
-    plot = f'<script type="application/json" id="hover-rows">{rows}</script>\n{plot}'
-    parts = {"__TITLE__": html.escape(title), "__PLOTLYJS__": get_plotlyjs(), "__PLOT__": plot}
-    return re.sub("__(TITLE|PLOTLYJS|PLOT)__", lambda match: parts[match.group()], PAGE)
+    plot = f'<script type="application/json" id="hover-rows">{script_json(hover_rows)}</script>\n{plot}'
+    explorer = explorer_settings(data, n_cluster, n_class)
+    parts = {
+        "__TITLE__": html.escape(title),
+        "__PLOTLYJS__": get_plotlyjs(),
+        "__PLOT__": plot,
+        "__EXPLORERCSS__": EXPLORER_CSS.read_text(encoding="utf-8"),
+        "__EXPLORERJS__": EXPLORER_JS.read_text(encoding="utf-8"),
+        "__SETTINGS__": script_json(explorer),
+        "__DATA__": compress(explorer_payload(data, explorer)),
+    }
+    return re.sub(
+        "__(TITLE|PLOTLYJS|PLOT|EXPLORERCSS|EXPLORERJS|SETTINGS|DATA)__", lambda m: parts[m.group()], PAGE
+    )
 
 
 def render_map_html(data: MapData, path: Path, *, title: str) -> Path:

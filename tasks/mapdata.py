@@ -7,17 +7,20 @@ shown on hover are decided here, so the static and the interactive map agree.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.colors import to_hex
 
+from tasks.explorer import central_posts, nearest_neighbours
 from tasks.layout import NOISE, NOISE_LABEL
 
 NOISE_COLOUR = "#b0b0b0"
 PREVIEW_CHARS = 200
+MAX_COLUMN_VALUES = 30
+"""A corpus column with more distinct values than this is not offered for colouring (too many colours)."""
 
 POINT_COLUMNS = (
     "doc_id",
@@ -30,6 +33,7 @@ POINT_COLUMNS = (
     "cluster_colour",
     "subject",
     "preview",
+    "text",
 )
 
 
@@ -45,18 +49,34 @@ class MapData:
         unassigned); ``cluster_label`` (legend entry, e.g. ``"2: orbit, launch
         (sci.space)"`` or ``"unassigned"``); ``class_colour`` and ``cluster_colour``
         (hex); ``subject`` (first line of the post) and ``preview`` (the next
-        ~200 characters), for hover.
+        ~200 characters), for hover; ``text``, the whole post.
     reducer_label : str
         Display name of the reducer ("t-SNE", "PCA", ...), for axis titles.
     class_colours, cluster_colours : dict of str to str
         Legend entries in display order -> hex colour; noise is last and grey.
         ``class_colours`` is empty when the corpus is unlabelled.
+    neighbours : ndarray of int, shape (n, 5), optional
+        Per post, the rows of its nearest posts in embedding space, nearest
+        first; None when the vectors were not given.
+    names, matched : dict of int to str
+        The name (top terms) of each named cluster, and the class each matched
+        cluster was matched to, by cluster number.
+    central : dict of int to list of int
+        Per cluster number (noise included), the rows of its most central posts.
+    columns : dict of str to list of str
+        The corpus's other categorical columns (at most
+        :data:`MAX_COLUMN_VALUES` values each), a value per post ("" if missing).
     """
 
     points: pd.DataFrame
     reducer_label: str
     class_colours: dict[str, str]
     cluster_colours: dict[str, str]
+    neighbours: np.ndarray | None = None
+    names: dict[int, str] = field(default_factory=dict)
+    matched: dict[int, str] = field(default_factory=dict)
+    central: dict[int, list[int]] = field(default_factory=dict)
+    columns: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def labelled(self) -> bool:
@@ -88,6 +108,23 @@ def split_post(text: str, *, preview_chars: int = PREVIEW_CHARS) -> tuple[str, s
     return subject, body
 
 
+def printable(text: object) -> str:
+    """``text`` as a string any encoder takes: a lone surrogate becomes U+FFFD, pairs are joined."""
+    return str(text).encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def categorical_columns(frame: pd.DataFrame, exclude: Sequence[str]) -> dict[str, list[str]]:
+    """The columns of ``frame`` (not in ``exclude``) with 2 to :data:`MAX_COLUMN_VALUES` distinct values, as text."""
+    columns = {}
+    for name in frame.columns:
+        if name in exclude:
+            continue
+        values = frame[name]
+        if 2 <= values.nunique(dropna=True) <= MAX_COLUMN_VALUES:
+            columns[printable(name)] = ["" if pd.isna(v) else printable(v) for v in values]
+    return columns
+
+
 def cluster_label(cluster: int, name: str | None, matched_class: str | None) -> str:
     """Legend entry of one cluster: number, name (its top terms) and matched class, if any.
 
@@ -111,6 +148,8 @@ def prepare_map(
     reducer_label: str,
     cluster_names: Mapping[int, str] | None = None,
     matched_classes: Mapping[int, str] | None = None,
+    vectors: np.ndarray | None = None,
+    columns: Mapping[str, Sequence[str]] | None = None,
 ) -> MapData:
     """Decide what every renderer draws.
 
@@ -131,10 +170,18 @@ def prepare_map(
     matched_classes : mapping of int to str, optional
         The class each cluster was matched to by the evaluation. A matched
         cluster takes its class's colour, so both maps read alike.
+    vectors : ndarray, shape (n, d), optional
+        The posts' embeddings, for each post's nearest neighbours and each
+        cluster's most central posts (without them: central on the map).
+    columns : mapping of str to sequence of str, optional
+        Other categorical columns to colour by (see :func:`categorical_columns`).
     """
     clusters = np.asarray(clusters, dtype=int)
-    cluster_names = cluster_names or {}
-    matched_classes = matched_classes or {}
+    texts = [printable(t) for t in texts]
+    if class_names is not None:
+        class_names = np.array([printable(c) for c in class_names], dtype=object)
+    cluster_names = {c: printable(n) for c, n in (cluster_names or {}).items()}
+    matched_classes = {c: printable(n) for c, n in (matched_classes or {}).items()}
     class_colours = palette(list(class_names)) if class_names is not None else {}
     ids = sorted(set(clusters.tolist()) - {NOISE})
     labels = {c: cluster_label(c, cluster_names.get(c), matched_classes.get(c)) for c in ids}
@@ -168,6 +215,19 @@ def prepare_map(
             "cluster_colour": [cluster_colours[label] for label in point_labels],
             "subject": list(subjects),
             "preview": list(previews),
+            "text": texts,
         }
     )
-    return MapData(points, reducer_label, class_colours, cluster_colours)
+    space = coords[["x", "y"]].to_numpy(np.float64) if vectors is None else vectors
+    central = central_posts(space, clusters, cosine=vectors is not None) if len(clusters) else {}
+    return MapData(
+        points,
+        reducer_label,
+        class_colours,
+        cluster_colours,
+        neighbours=nearest_neighbours(vectors) if vectors is not None else None,
+        names={c: name for c, name in cluster_names.items() if name},
+        matched=matched_classes,
+        central=central,
+        columns={name: list(values) for name, values in (columns or {}).items()},
+    )

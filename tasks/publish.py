@@ -15,12 +15,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tasks.evaluate import Evaluation
 from tasks.interactive import render_map_html
 from tasks.layout import RunLayout, write_png
-from tasks.mapdata import MapData, prepare_map
+from tasks.mapdata import MapData, categorical_columns, prepare_map
 from tasks.plots import confusion_figure, map_figure, sweep_figure
 
 ACCURACY_KEY = "newsgroups-accuracy"
 SUMMARY_KEY = "newsgroups-summary"
 CLUSTERS_KEY = "newsgroups-clusters"
+SAMPLE_OWN_COLUMNS = ("doc_id", "text", "label", "class_name")
 
 
 def render_plots(
@@ -110,6 +111,7 @@ def publish_task(
     metrics: dict[str, Any],
     *,
     reducer_label: str,
+    vectors: np.ndarray | None = None,
     names: pd.DataFrame | None = None,
     clustering: dict[str, Any] | None = None,
     layout: RunLayout,
@@ -118,7 +120,10 @@ def publish_task(
 
     ``sample`` gives each point its text (for hover) and class; ``coords`` and
     ``clusters`` are in the sample's order; ``names`` is the ``clusters.parquet``
-    table. Returns the paths of the pictures by name, ``map_html`` included.
+    table; ``vectors`` (the posts' embeddings) give ``map.html`` each post's
+    nearest neighbours. The sample's columns other than its own (``doc_id``,
+    ``text``, ``label``, ``class_name``) are offered for colouring there.
+    Returns the paths of the pictures by name, ``map_html`` included.
     """
     data = prepare_map(
         coords,
@@ -128,6 +133,8 @@ def publish_task(
         reducer_label=reducer_label,
         cluster_names=dict(zip(names["cluster"], names["name"], strict=True)) if names is not None else None,
         matched_classes=evaluation.matched_classes() if evaluation is not None else None,
+        vectors=vectors,
+        columns=categorical_columns(sample, exclude=SAMPLE_OWN_COLUMNS),
     )
     images = save_plots(render_plots(data, evaluation, clustering), layout)
     page = render_map_html(
