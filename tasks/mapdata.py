@@ -57,6 +57,8 @@ class MapData:
     reducer_label: str
     class_colours: dict[str, str]
     cluster_colours: dict[str, str]
+    base_name: str | None = None
+    """An update's base run: ``points`` then has a boolean ``added`` column (new since that run)."""
 
     @property
     def labelled(self) -> bool:
@@ -111,6 +113,8 @@ def prepare_map(
     reducer_label: str,
     cluster_names: Mapping[int, str] | None = None,
     matched_classes: Mapping[int, str] | None = None,
+    added: np.ndarray | None = None,
+    base_name: str | None = None,
 ) -> MapData:
     """Decide what every renderer draws.
 
@@ -131,6 +135,10 @@ def prepare_map(
     matched_classes : mapping of int to str, optional
         The class each cluster was matched to by the evaluation. A matched
         cluster takes its class's colour, so both maps read alike.
+    added : ndarray of bool, shape (n,), optional
+        An update's posts new since the run ``base_name``.
+    base_name : str, optional
+        The update's base run, named on the map.
     """
     clusters = np.asarray(clusters, dtype=int)
     cluster_names = cluster_names or {}
@@ -170,4 +178,8 @@ def prepare_map(
             "preview": list(previews),
         }
     )
-    return MapData(points, reducer_label, class_colours, cluster_colours)
+    if added is not None:
+        points["added"] = np.asarray(added, dtype=bool)
+    return MapData(
+        points, reducer_label, class_colours, cluster_colours, base_name if added is not None else None
+    )

@@ -113,12 +113,16 @@ def publish_task(
     names: pd.DataFrame | None = None,
     clustering: dict[str, Any] | None = None,
     layout: RunLayout,
+    added: np.ndarray | None = None,
+    base_name: str | None = None,
 ) -> dict[str, Path]:
     """Prefect task: prepare the map once, render it (PNGs, ``map.html``), then publish the artifacts.
 
     ``sample`` gives each point its text (for hover) and class; ``coords`` and
     ``clusters`` are in the sample's order; ``names`` is the ``clusters.parquet``
-    table. Returns the paths of the pictures by name, ``map_html`` included.
+    table. ``added`` (an update's) marks the posts new since the run ``base_name``:
+    the PNG maps draw them on top, ``map.html`` can show them alone. Returns the
+    paths of the pictures by name, ``map_html`` included.
     """
     data = prepare_map(
         coords,
@@ -128,6 +132,8 @@ def publish_task(
         reducer_label=reducer_label,
         cluster_names=dict(zip(names["cluster"], names["name"], strict=True)) if names is not None else None,
         matched_classes=evaluation.matched_classes() if evaluation is not None else None,
+        added=added,
+        base_name=base_name,
     )
     images = save_plots(render_plots(data, evaluation, clustering), layout)
     page = render_map_html(
