@@ -26,6 +26,7 @@ from tasks.config import (
     MapSettings,
     OutputSettings,
     RunSettings,
+    SamplingSettings,
     SourceSettings,
     UpdateSettings,
 )
@@ -75,14 +76,16 @@ def _given(model: Any) -> dict[str, Any]:
 def update_settings(
     base: BaseRun,
     source: SourceSettings,
+    sampling: SamplingSettings,
     embedding: EmbeddingSettings,
     mapping: MapSettings,
     output: OutputSettings,
     execution: ExecutionSettings,
 ) -> RunSettings:
-    """The update run's settings: the base's, with the source and embedding settings the user gave.
+    """The update run's settings: the base's, with the source, groups and embedding settings the user gave.
 
     Refuses another embedder, model, precision or reducer than the base's.
+    Per-class sampling does not apply to an update: every new post is taken.
     """
     check_same_vectors(base, {"embedding": _given(embedding), "mapping": _given(mapping)})
     parameters = base.manifest["parameters"]
@@ -90,6 +93,10 @@ def update_settings(
     merged = {
         **known,
         "source": {**parameters["source"], **_given(source)},
+        "sampling": {
+            **parameters["sampling"],
+            **sampling.model_dump(include={"groups"} & sampling.model_fields_set),
+        },
         "embedding": {**parameters["embedding"], **_given(embedding), "plan": False},
         "output": output,
         "execution": execution,
@@ -111,7 +118,10 @@ def place_task(
     """Prefect task: map positions, clusters (emerging ones included) and emerging numbers of the new posts."""
     coords = place(state, base_features, base_coords, features)
     labels = assign(state, base_features, base_clusters, features)
-    labels, new_ids = emerging(features, labels, first=state.next_cluster, min_size=min_emerging)
+    radius = float(np.median(state.arrays["radii"])) if state.cluster_ids else 0.0
+    labels, new_ids = emerging(
+        features, labels, first=state.next_cluster, min_size=min_emerging, radius=radius
+    )
     return coords, labels, new_ids
 
 
@@ -142,6 +152,7 @@ def _new_vectors(
 def update(
     updating: UpdateSettings = UpdateSettings(),
     source: SourceSettings = SourceSettings(),
+    sampling: SamplingSettings = SamplingSettings(),
     embedding: EmbeddingSettings = EmbeddingSettings(),
     mapping: MapSettings = MapSettings(),
     output: OutputSettings = OutputSettings(),
@@ -157,8 +168,9 @@ def update(
     ----------
     updating : UpdateSettings
         The base run (``--base``), ``--max-new`` and ``--min-emerging``.
-    source, embedding, mapping, output, execution : settings models
-        As for ``flows.newsgroups``; only the flags given override the base's.
+    source, sampling, embedding, mapping, output, execution : settings models
+        As for ``flows.newsgroups``; only the flags given override the base's
+        (of ``sampling``, only ``--groups``: an update takes every new post).
 
     Returns
     -------
@@ -167,7 +179,7 @@ def update(
         holds no post the base lacks (then no folder is written).
     """
     base = load_base(resolve_base(updating.base, output.output_dir))
-    settings = update_settings(base, source, embedding, mapping, output, execution)
+    settings = update_settings(base, source, sampling, embedding, mapping, output, execution)
     state, base_features = read_state(base.root)
     stored = locate_corpus(settings)
     corpus = ingest_task(settings.source, stored=stored)

@@ -239,11 +239,14 @@ def assign(
 
 
 def emerging(
-    new_features: np.ndarray, labels: np.ndarray, *, first: int, min_size: int
+    new_features: np.ndarray, labels: np.ndarray, *, first: int, min_size: int, radius: float = 0.0
 ) -> tuple[np.ndarray, list[int]]:
     """Give groups of at least ``min_size`` unassigned new posts new clusters numbered from ``first``.
 
-    Returns the labels with the emerging clusters in, and the new numbers.
+    HDBSCAN finds the groups' cores; a loose post then joins the nearest group
+    whose centroid it is as near as the group's farthest member, or as
+    ``radius`` (the base clusters' typical radius). Returns the labels with the
+    emerging clusters in, and the new numbers.
     """
     labels = np.asarray(labels, dtype=np.int32).copy()
     loose = np.flatnonzero(labels == NOISE)
@@ -251,8 +254,28 @@ def emerging(
         return labels, []
     from sklearn.cluster import HDBSCAN
 
-    groups = HDBSCAN(min_cluster_size=min_size, copy=True).fit_predict(new_features[loose])
+    # One new topic is the common case, and HDBSCAN finds a single cluster only when allowed to.
+    groups = HDBSCAN(min_cluster_size=min_size, allow_single_cluster=True, copy=True).fit_predict(
+        new_features[loose]
+    )
     found = sorted(set(groups.tolist()) - {-1})
+    if found:
+        # HDBSCAN leaves a group's fringe out (most of it when it finds a single group); a loose
+        # post as near a group's centroid as a base cluster's members are to theirs joins it.
+        points = new_features[loose].astype(np.float64)
+        centroids = np.array([points[groups == g].mean(axis=0) for g in found])
+        reach = np.array(
+            [
+                np.linalg.norm(points[groups == g] - c, axis=1).max()
+                for g, c in zip(found, centroids, strict=True)
+            ]
+        )
+        reach = np.maximum(reach, radius)
+        distances = np.linalg.norm(points[:, None, :] - centroids[None], axis=2)
+        fringe = (groups == -1) & (distances <= reach[None]).any(axis=1)
+        groups[fringe] = np.array(found)[
+            np.where(distances <= reach[None], distances, np.inf)[fringe].argmin(axis=1)
+        ]
     for offset, group in enumerate(found):
         labels[loose[groups == group]] = first + offset
     return labels, [first + offset for offset in range(len(found))]
