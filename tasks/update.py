@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 from tasks.errors import InputError
 from tasks.layout import MANIFEST, NOISE, file_sha256
@@ -199,11 +199,28 @@ def stable_names(base_names: pd.DataFrame, names: pd.DataFrame, *, n_name_terms:
     return names.assign(name=kept_names, previous_name=previous, renamed=renamed)
 
 
-def rising_terms(added_texts: list[str], base_texts: list[str], *, top_n: int = 5) -> list[str]:
-    """The terms whose share of posts rose most from a cluster's base posts to its added ones."""
+def common_terms(texts: list[str], *, max_df: float = 0.5) -> frozenset[str]:
+    """Terms found in more than ``max_df`` of ``texts``: boilerplate (headers), as for the names."""
+    vectorizer = CountVectorizer(stop_words="english", token_pattern=TOKEN_PATTERN, binary=True)
+    try:
+        counts = vectorizer.fit_transform(texts)
+    except ValueError:  # no counted term at all
+        return frozenset()
+    share = np.asarray(counts.mean(axis=0)).ravel()
+    return frozenset(vectorizer.get_feature_names_out()[share > max_df].tolist())
+
+
+def rising_terms(
+    added_texts: list[str], base_texts: list[str], *, common: frozenset[str] = frozenset(), top_n: int = 5
+) -> list[str]:
+    """The terms whose share of posts rose most from a cluster's base posts to its added ones.
+
+    Terms in ``common`` (:func:`common_terms` of the whole map) are left out.
+    """
     if len(added_texts) < 2:
         return []
-    vectorizer = CountVectorizer(stop_words="english", token_pattern=TOKEN_PATTERN, binary=True, min_df=2)
+    stop_words = sorted(ENGLISH_STOP_WORDS | common)
+    vectorizer = CountVectorizer(stop_words=stop_words, token_pattern=TOKEN_PATTERN, binary=True, min_df=2)
     try:
         counts = vectorizer.fit_transform([*added_texts, *base_texts])
     except ValueError:  # no term in two posts
@@ -226,6 +243,7 @@ def changes_table(
     cluster, the base posts no longer in the source (they stay on the map).
     """
     n_before, n_after = int((~posts["added"]).sum()), len(posts)
+    common = common_terms(posts["text"].tolist())
     rows = []
     for row in names.itertuples():
         members = posts[posts["cluster"] == row.cluster]
@@ -242,7 +260,9 @@ def changes_table(
                 "gone_from_source": int(gone.get(int(row.cluster), 0)),
                 "share_before": len(base_part) / max(n_before, 1),
                 "share_after": len(members) / max(n_after, 1),
-                "rising_terms": rising_terms(added_part["text"].tolist(), base_part["text"].tolist()),
+                "rising_terms": rising_terms(
+                    added_part["text"].tolist(), base_part["text"].tolist(), common=common
+                ),
                 "emerging": int(row.cluster) in emerging_ids,
             }
         )
