@@ -26,10 +26,11 @@ from prefect.schedules import Cron
 from pydantic import TypeAdapter, ValidationError
 
 from flows.newsgroups import newsgroups
+from flows.update import update
 from tasks.errors import InputError, PipelineError
 
 PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
-ENTRYPOINT = "flows/newsgroups.py:newsgroups"
+FLOWS = {"flows/newsgroups.py:newsgroups": newsgroups, "flows/update.py:update": update}
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class DeploymentSpec:
     ----------
     name : str
         Deployment name, e.g. ``"nightly-tutorial"``.
+    entrypoint : str
+        The flow it runs, one of :data:`FLOWS`.
     parameters : dict
         Flow parameters, grouped per stage as the flow takes them.
     schedules : list of dict
@@ -51,6 +54,7 @@ class DeploymentSpec:
     """
 
     name: str
+    entrypoint: str = "flows/newsgroups.py:newsgroups"
     parameters: dict[str, Any] = field(default_factory=dict)
     schedules: list[dict[str, Any]] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
@@ -63,16 +67,16 @@ def load_specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
     Raises
     ------
     InputError
-        If a deployment runs another flow than ``flows/newsgroups.py:newsgroups``
-        or has a schedule that is not a cron schedule.
+        If a deployment runs another flow than those of :data:`FLOWS`, or has a
+        schedule that is not a cron schedule.
     """
     document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     specs = []
     for entry in document.get("deployments") or []:
         name = entry["name"]
-        if entry.get("entrypoint") != ENTRYPOINT:
+        if entry.get("entrypoint") not in FLOWS:
             raise InputError(
-                f"The entrypoint of deployment '{name}' in {path} must be '{ENTRYPOINT}'. "
+                f"The entrypoint of deployment '{name}' in {path} must be one of {sorted(FLOWS)}. "
                 f"Got {entry.get('entrypoint')!r} instead."
             )
         schedules = list(entry.get("schedules") or [])
@@ -84,6 +88,7 @@ def load_specs(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
         specs.append(
             DeploymentSpec(
                 name=name,
+                entrypoint=entry["entrypoint"],
                 parameters=dict(entry.get("parameters") or {}),
                 schedules=schedules,
                 tags=list(entry.get("tags") or []),
@@ -102,7 +107,7 @@ def check_parameters(spec: DeploymentSpec) -> None:
         Naming the deployment and every invalid field, e.g.
         ``sampling.per_class: Input should be greater than or equal to 0``.
     """
-    hints = get_type_hints(newsgroups.fn, include_extras=True)
+    hints = get_type_hints(FLOWS[spec.entrypoint].fn, include_extras=True)
     hints.pop("return", None)
     problems = []
     for name, value in spec.parameters.items():
@@ -119,14 +124,15 @@ def check_parameters(spec: DeploymentSpec) -> None:
     if problems:
         raise InputError(
             f"Deployment '{spec.name}' in prefect.yaml has invalid parameters: {'; '.join(problems)}. "
-            "Fix them in prefect.yaml (`python -m flows.newsgroups --help` lists the allowed values)."
+            f"Fix them in prefect.yaml (`python -m {spec.entrypoint.split('.py:')[0].replace('/', '.')} --help` "
+            "lists the allowed values)."
         )
 
 
 def to_runner_deployment(spec: DeploymentSpec) -> RunnerDeployment:
     """The deployment as ``flow.serve`` takes it, with the schedules and parameters of ``spec``."""
     check_parameters(spec)
-    return newsgroups.to_deployment(
+    return FLOWS[spec.entrypoint].to_deployment(
         name=spec.name,
         schedules=[
             Cron(s["cron"], timezone=s.get("timezone"), active=s.get("active", True)) for s in spec.schedules

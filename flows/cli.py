@@ -377,6 +377,9 @@ def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if manifest.get("nothing_new"):
+        # An update with no new post: its flow printed the line and wrote no folder.
+        return 0
     if manifest.get("planned_only"):
         from tasks.embed.plan import EmbeddingPlan
 

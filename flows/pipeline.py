@@ -18,11 +18,13 @@ from prefect import task
 from tasks.check import check_task
 from tasks.cluster import Clusterer, cluster_embeddings
 from tasks.config import RunSettings
+from tasks.embed._tfidf import TfidfEmbedder
 from tasks.embed.hybrid import append_tfidf
 from tasks.embed.stage import embed_sample, plan_task
 from tasks.evaluate import evaluate_task
 from tasks.layout import ASSIGNMENTS_SCHEMA, MAP_SCHEMA, NOISE, RunLayout, write_table
 from tasks.names import name_task
+from tasks.placement import fit_state, write_state
 from tasks.publish import publish_task
 from tasks.reduce import Reducer, default_map_cache_dir, map_embeddings
 from tasks.run import Run
@@ -64,6 +66,37 @@ def features_task(
     return append_tfidf(vectors, texts, weight=weight, dimensions=dimensions, seed=seed)
 
 
+@task(name="placement-state", task_run_name="placement-state")
+def state_task(
+    sample: pd.DataFrame,
+    vectors: np.ndarray,
+    clusters: np.ndarray,
+    clusterer: Clusterer,
+    settings: RunSettings,
+    *,
+    layout: RunLayout,
+) -> None:
+    """Prefect task: keep what places later posts against this run (:mod:`tasks.placement`)."""
+    embedding = settings.embedding
+    tfidf = None
+    if embedding.embedder == "tfidf" or embedding.tfidf_weight:
+        # Fitted again rather than carried out of the embed batches: the fit is deterministic and
+        # takes seconds, where the batches may have run in other processes.
+        embedder = TfidfEmbedder(dimensions=embedding.tfidf_dimensions, seed=settings.seed)
+        tfidf = embedder.fit(sample["text"].tolist())[0]
+    state = fit_state(
+        vectors,
+        clusters,
+        reducer=settings.mapping.reducer,
+        clusterer=clusterer.name,
+        mapping=settings.mapping.model_dump(mode="json"),
+        seed=settings.seed,
+        model=clusterer.fitted(),
+        tfidf=tfidf,
+    )
+    write_state(state, vectors, layout.root)
+
+
 def analyse_sample(run: Run, sample: pd.DataFrame, settings: RunSettings) -> None:
     """Check, plan, embed, map, cluster, evaluate and publish ``sample`` into ``run``.
 
@@ -93,6 +126,7 @@ def analyse_sample(run: Run, sample: pd.DataFrame, settings: RunSettings) -> Non
         "map", map_task, sample, vectors, backends.reducer, cache_dir=map_cache, layout=run.layout
     )
     clusters = run.step("cluster", cluster_task, sample, vectors, backends.clusterer, layout=run.layout)
+    run.step("state", state_task, sample, vectors, clusters, backends.clusterer, settings, layout=run.layout)
     evaluation, metrics = run.step(
         "evaluate", evaluate_task, sample, clusters, vectors, seed=settings.seed, layout=run.layout
     )

@@ -65,6 +65,10 @@ class Clusterer(ABC):
         """What the manifest records of the clustering once it has run (resolved values included)."""
         return {"clusterer": self.name}
 
+    def fitted(self) -> dict[str, np.ndarray]:
+        """The fitted model as plain arrays, for :func:`predict` to assign new posts (empty: none)."""
+        return {}
+
 
 AUTO = "auto"
 
@@ -101,6 +105,7 @@ class KMeansClusterer(Clusterer):
         self.seed = seed
         self.n_clusters_: int | None = None
         self.sweep_: pd.DataFrame | None = None
+        self.centres_: np.ndarray | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, n_clusters: int | str | None, seed: int) -> KMeansClusterer:
@@ -132,7 +137,14 @@ class KMeansClusterer(Clusterer):
             )
         else:
             self.n_clusters_ = int(self.n_clusters)
-        return self._kmeans(self.n_clusters_).fit_predict(vectors).astype(np.int32)
+        model = self._kmeans(self.n_clusters_)
+        labels = model.fit_predict(vectors).astype(np.int32)
+        self.centres_ = model.cluster_centers_
+        return labels
+
+    def fitted(self) -> dict[str, np.ndarray]:
+        """The cluster centres (label i is row i)."""
+        return {"centres": self.centres_}
 
     def describe(self) -> dict[str, Any]:
         """The k asked for, the k used, and for "auto" the silhouette of every k tried."""
@@ -184,6 +196,7 @@ class GaussianMixtureClusterer(Clusterer):
         self.pca_dimensions = pca_dimensions
         self.n_init = n_init
         self.seed = seed
+        self.fitted_: dict[str, np.ndarray] = {}
 
     @classmethod
     def from_settings(
@@ -212,14 +225,27 @@ class GaussianMixtureClusterer(Clusterer):
         from sklearn.mixture import GaussianMixture
 
         dimensions = min(self.pca_dimensions, vectors.shape[1], len(vectors) - 1)
-        points = PCA(n_components=dimensions, random_state=self.seed).fit_transform(vectors)
+        pca = PCA(n_components=dimensions, random_state=self.seed)
+        points = pca.fit_transform(vectors)
         mixture = GaussianMixture(
             n_components=int(self.n_clusters),
             covariance_type="full",
             n_init=self.n_init,
             random_state=self.seed,
         )
-        return mixture.fit_predict(points).astype(np.int32)
+        labels = mixture.fit_predict(points).astype(np.int32)
+        self.fitted_ = {
+            "pca_mean": pca.mean_,
+            "pca_components": pca.components_,
+            "weights": mixture.weights_,
+            "means": mixture.means_,
+            "covariances": mixture.covariances_,
+        }
+        return labels
+
+    def fitted(self) -> dict[str, np.ndarray]:
+        """The projection and the mixture: PCA mean and components, weights, means, covariances."""
+        return self.fitted_
 
 
 @CLUSTERERS.register
@@ -302,6 +328,31 @@ def build_clusterer(settings: Settings, *, n_classes: int, seed: int) -> Cluster
     cls = CLUSTERERS.get(settings.clusterer)
     n_clusters = resolve_n_clusters(settings, n_classes) if cls.needs_n_clusters else None
     return cls.from_settings(settings, n_clusters=n_clusters, seed=seed)
+
+
+def predict(kind: str, fitted: dict[str, np.ndarray], vectors: np.ndarray) -> np.ndarray:
+    """Assign ``vectors`` (n, d) to the clusters of a fitted ``kind`` ("kmeans" or "gmm") model.
+
+    ``fitted`` is that clusterer's :meth:`Clusterer.fitted`: KMeans takes the
+    nearest centre, the mixture its likeliest component, as their ``predict`` does.
+    """
+    if kind == "kmeans":
+        centres = fitted["centres"]
+        distances = (vectors**2).sum(1)[:, None] - 2 * vectors @ centres.T + (centres**2).sum(1)[None, :]
+        return distances.argmin(axis=1).astype(np.int32)
+    from scipy.stats import multivariate_normal
+
+    points = (vectors - fitted["pca_mean"]) @ fitted["pca_components"].T
+    scores = np.column_stack(
+        [
+            np.atleast_1d(multivariate_normal(mean, covariance, allow_singular=True).logpdf(points))
+            + np.log(weight)
+            for weight, mean, covariance in zip(
+                fitted["weights"], fitted["means"], fitted["covariances"], strict=True
+            )
+        ]
+    )
+    return scores.argmax(axis=1).astype(np.int32)
 
 
 def cluster_embeddings(doc_ids: list[str], vectors: np.ndarray, clusterer: Clusterer) -> pd.DataFrame:

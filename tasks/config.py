@@ -332,6 +332,26 @@ class ExecutionSettings(Settings):
         return self
 
 
+class UpdateSettings(Settings):
+    """A living map's update: the run it builds on, and how many new posts it takes."""
+
+    base: str = Field(
+        "latest",
+        min_length=1,
+        description="The run to add the new posts to: its folder, its name under --output-dir, or "
+        "'latest' (the newest finished run there).",
+    )
+    max_new: int | None = Field(
+        None, ge=1, description="Take at most this many new posts, oldest first (default: all of them)."
+    )
+    min_emerging: int = Field(
+        15,
+        ge=2,
+        description="New posts that fit no cluster and lie together become an emerging cluster "
+        "when at least this many gather.",
+    )
+
+
 PresetName = Literal["fast", "best"]
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # The defaults: all-MiniLM-L6-v2 and KMeans, about a minute for the tutorial's sample.

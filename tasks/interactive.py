@@ -255,7 +255,22 @@ def map_figure(data: MapData) -> go.Figure:
         hoverinfo="skip",
         marker={"symbol": "circle-open", "size": 11, "color": HIGHLIGHT_COLOUR, "line": {"width": 2}},
     )
-    figure = go.Figure([*by_cluster, *by_class, highlight])
+    # An update's posts new since its base: a trace to toggle from the legend, after every other.
+    added = []
+    if data.base_name is not None:
+        rows = np.flatnonzero(points["added"].to_numpy())
+        added = [
+            _scatter(len(points))(
+                x=x[rows].tolist(),
+                y=y[rows].tolist(),
+                mode="markers",
+                name=html.escape(f"new since {data.base_name}"),
+                hoverinfo="skip",
+                visible="legendonly",
+                marker={"symbol": "circle-open", "size": marker_size(len(points)) + 4, "color": "black"},
+            )
+        ]
+    figure = go.Figure([*by_cluster, *by_class, highlight, *added])
     figure.update_layout(
         xaxis_title=f"{data.reducer_label} 1",
         yaxis_title=f"{data.reducer_label} 2",
@@ -273,7 +288,10 @@ def map_figure(data: MapData) -> go.Figure:
                 # The page runs the command once it has filled the class traces: plotly runs a button's
                 # command before it reports the click.
                 "method": "skip",
-                "args": [{"visible": visible + [True]}, {"legend.title.text": legend}],
+                "args": [
+                    {"visible": visible + [True] + ["legendonly"] * len(added)},
+                    {"legend.title.text": legend},
+                ],
             }
             for label, legend, visible in (
                 ("Colour by cluster", "Cluster", [True] * n_cluster + [False] * n_class),

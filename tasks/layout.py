@@ -53,6 +53,25 @@ DOCUMENTS_SCHEMA = pa.schema(
 )
 MAP_SCHEMA = pa.schema([("doc_id", pa.string()), ("x", pa.float32()), ("y", pa.float32())])
 ASSIGNMENTS_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster", pa.int32())])
+# An update's map and assignments say which posts it added.
+UPDATE_MAP_SCHEMA = MAP_SCHEMA.append(pa.field("added", pa.bool_()))
+UPDATE_ASSIGNMENTS_SCHEMA = ASSIGNMENTS_SCHEMA.append(pa.field("added", pa.bool_()))
+CHANGES_SCHEMA = pa.schema(
+    [
+        ("cluster", pa.int32()),
+        ("name", pa.string()),
+        ("previous_name", pa.string()),
+        ("renamed", pa.bool_()),
+        ("before", pa.int64()),
+        ("added", pa.int64()),
+        ("after", pa.int64()),
+        ("gone_from_source", pa.int64()),
+        ("share_before", pa.float64()),
+        ("share_after", pa.float64()),
+        ("rising_terms", pa.list_(pa.string())),
+        ("emerging", pa.bool_()),
+    ]
+)
 CLUSTERS_SCHEMA = pa.schema(
     [
         ("cluster", pa.int32()),
@@ -114,6 +133,7 @@ class RunLayout:
     evaluation = property(lambda self: self.root / "evaluation.parquet")
     confusion = property(lambda self: self.root / "confusion.parquet")
     comparison = property(lambda self: self.root / "comparison.parquet")
+    changes = property(lambda self: self.root / "changes.parquet")
     manifest = property(lambda self: self.root / MANIFEST)
 
     def plot(self, name: str) -> Path:

@@ -77,6 +77,8 @@ class MapData:
     matched: dict[int, str] = field(default_factory=dict)
     central: dict[int, list[int]] = field(default_factory=dict)
     columns: dict[str, list[str]] = field(default_factory=dict)
+    base_name: str | None = None
+    """An update's base run: ``points`` then has a boolean ``added`` column (new since that run)."""
 
     @property
     def labelled(self) -> bool:
@@ -150,6 +152,8 @@ def prepare_map(
     matched_classes: Mapping[int, str] | None = None,
     vectors: np.ndarray | None = None,
     columns: Mapping[str, Sequence[str]] | None = None,
+    added: np.ndarray | None = None,
+    base_name: str | None = None,
 ) -> MapData:
     """Decide what every renderer draws.
 
@@ -175,6 +179,10 @@ def prepare_map(
         cluster's most central posts (without them: central on the map).
     columns : mapping of str to sequence of str, optional
         Other categorical columns to colour by (see :func:`categorical_columns`).
+    added : ndarray of bool, shape (n,), optional
+        An update's posts new since the run ``base_name``.
+    base_name : str, optional
+        The update's base run, named on the map.
     """
     clusters = np.asarray(clusters, dtype=int)
     texts = [printable(t) for t in texts]
@@ -218,6 +226,8 @@ def prepare_map(
             "text": texts,
         }
     )
+    if added is not None:
+        points["added"] = np.asarray(added, dtype=bool)
     space = coords[["x", "y"]].to_numpy(np.float64) if vectors is None else vectors
     central = central_posts(space, clusters, cosine=vectors is not None) if len(clusters) else {}
     return MapData(
@@ -230,4 +240,5 @@ def prepare_map(
         matched=matched_classes,
         central=central,
         columns={name: list(values) for name, values in (columns or {}).items()},
+        base_name=base_name if added is not None else None,
     )

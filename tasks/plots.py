@@ -33,7 +33,8 @@ def point_size(n_points: int) -> float:
 def map_figure(data: MapData, *, by: Literal["class", "cluster"], title: str) -> Figure:
     """The 2-D map, one colour per class or per cluster, legend outside on the right.
 
-    Unassigned posts are drawn grey and first, so assigned ones stay on top.
+    Unassigned posts are drawn grey and first, so assigned ones stay on top; an
+    update's added posts are drawn last, outlined, on top of all.
     """
     points = data.points
     column, colours, legend_title = (
@@ -47,9 +48,22 @@ def map_figure(data: MapData, *, by: Literal["class", "cluster"], title: str) ->
         for value, colour in reversed(colours.items()):
             group = points[points[column] == value]
             axes.scatter(group["x"], group["y"], s=size, c=colour, linewidths=0, alpha=0.85, label=value)
+        if data.base_name is not None:
+            new = points[points["added"]]
+            axes.scatter(
+                new["x"],
+                new["y"],
+                s=size * 1.6,
+                c=new["class_colour" if by == "class" else "cluster_colour"],
+                edgecolors="black",
+                linewidths=0.6,
+                label=f"new since {data.base_name}",
+            )
         axes.set(xlabel=f"{data.reducer_label} 1", ylabel=f"{data.reducer_label} 2", title=title)
         handles, labels = axes.get_legend_handles_labels()
-        order = list(colours)[:MAX_LEGEND_ENTRIES]
+        order = list(colours)[:MAX_LEGEND_ENTRIES] + (
+            [f"new since {data.base_name}"] if data.base_name is not None else []
+        )
         by_label = dict(zip(labels, handles, strict=True))
         axes.legend(
             [by_label[label] for label in order],

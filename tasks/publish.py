@@ -115,6 +115,8 @@ def publish_task(
     names: pd.DataFrame | None = None,
     clustering: dict[str, Any] | None = None,
     layout: RunLayout,
+    added: np.ndarray | None = None,
+    base_name: str | None = None,
 ) -> dict[str, Path]:
     """Prefect task: prepare the map once, render it (PNGs, ``map.html``), then publish the artifacts.
 
@@ -123,7 +125,9 @@ def publish_task(
     table; ``vectors`` (the posts' embeddings) give ``map.html`` each post's
     nearest neighbours. The sample's columns other than its own (``doc_id``,
     ``text``, ``label``, ``class_name``) are offered for colouring there.
-    Returns the paths of the pictures by name, ``map_html`` included.
+    ``added`` (an update's) marks the posts new since the run ``base_name``:
+    the PNG maps draw them on top, ``map.html`` can show them alone. Returns the
+    paths of the pictures by name, ``map_html`` included.
     """
     data = prepare_map(
         coords,
@@ -135,6 +139,8 @@ def publish_task(
         matched_classes=evaluation.matched_classes() if evaluation is not None else None,
         vectors=vectors,
         columns=categorical_columns(sample, exclude=SAMPLE_OWN_COLUMNS),
+        added=added,
+        base_name=base_name,
     )
     images = save_plots(render_plots(data, evaluation, clustering), layout)
     page = render_map_html(

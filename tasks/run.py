@@ -25,7 +25,7 @@ from packaging.requirements import Requirement
 
 from tasks.base import Settings
 from tasks.errors import PipelineError
-from tasks.layout import RunLayout, create_run, default_run_name, release_run, write_json
+from tasks.layout import RunLayout, create_run, default_run_name, file_sha256, release_run, write_json
 
 DISTRIBUTION = "newsgroups-map"
 # Packages whose versions shape results but come in through others (no requirement names them).
@@ -127,10 +127,16 @@ def manifest_of(run: Run) -> dict[str, Any]:
 
 
 def write_manifest(run: Run) -> dict[str, Any]:
-    """Write ``manifest.json``; called last, once every other file of the run is complete."""
+    """Write ``manifest.json``; called last, once every other file of the run is complete.
+
+    It lists every file with its sha256, so a later run that builds on this
+    one (an update) can check the files are still the ones written.
+    """
+    files = sorted(p.name for p in run.layout.root.iterdir() if not p.name.startswith("."))
     manifest = {
         **manifest_of(run),
-        "files": sorted(p.name for p in run.layout.root.iterdir() if not p.name.startswith(".")),
+        "files": files,
+        "checksums": {name: file_sha256(run.layout.root / name) for name in files},
     }
     write_json(manifest, run.layout.manifest)
     return manifest

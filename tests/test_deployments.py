@@ -32,12 +32,14 @@ def specs() -> dict[str, DeploymentSpec]:
 
 
 def test_prefect_yaml_has_a_nightly_utc_local_deployment_and_an_on_demand_gemini_one(document, specs):
-    assert set(specs) == {"nightly-tutorial", "gemini-on-demand"}
+    assert set(specs) == {"nightly-tutorial", "gemini-on-demand", "nightly-update"}
     assert specs["nightly-tutorial"].schedules == [{"cron": "0 2 * * *", "timezone": "UTC", "active": True}]
     assert specs["gemini-on-demand"].schedules == []
     assert specs["nightly-tutorial"].parameters["embedding"] == {"embedder": "local"}
     assert specs["gemini-on-demand"].parameters["embedding"] == {"embedder": "gemini"}
     for entry in document["deployments"]:
+        if entry["name"] == "nightly-update":
+            continue
         assert entry["entrypoint"] == "flows/newsgroups.py:newsgroups"
         assert entry["work_pool"]["name"] == "newsgroups-process"
         assert {"newsgroups", f"embedder-{entry['parameters']['embedding']['embedder']}"} <= set(
@@ -74,12 +76,16 @@ def test_pull_steps_hold_no_absolute_path_and_nothing_prefect_deploy_would_fill_
 
 
 def test_served_deployments_have_the_schedules_parameters_and_tags_of_prefect_yaml(specs):
-    servable = [s for s in specs.values() if s.parameters["embedding"]["embedder"] in EMBEDDERS.names()]
-    assert "nightly-tutorial" in {s.name for s in servable}
+    servable = [
+        s
+        for s in specs.values()
+        if s.parameters.get("embedding", {}).get("embedder", "local") in EMBEDDERS.names()
+    ]
+    assert {"nightly-tutorial", "nightly-update"} <= {s.name for s in servable}
     for spec in servable:
         deployment = to_runner_deployment(spec)
         assert deployment.name == spec.name
-        assert deployment.entrypoint == "flows/newsgroups.py:newsgroups"
+        assert deployment.entrypoint == spec.entrypoint
         assert deployment.parameters == spec.parameters
         assert deployment.tags == spec.tags
         assert [
@@ -127,13 +133,27 @@ def test_check_command_accepts_the_nightly_deployment(capsys):
 
 def test_unknown_deployment_name_and_foreign_entrypoint_are_rejected(specs, tmp_path):
     with pytest.raises(
-        InputError, match=r"names must be among \['gemini-on-demand', 'nightly-tutorial'\]. Got \['nope'\]"
+        InputError,
+        match=r"names must be among \['gemini-on-demand', 'nightly-tutorial', 'nightly-update'\]. Got \['nope'\]",
     ):
         select(list(specs.values()), ["nope"])
     (tmp_path / "prefect.yaml").write_text(
         "deployments:\n  - name: other\n    entrypoint: flows/other.py:other\n"
     )
     with pytest.raises(
-        InputError, match=r"entrypoint of deployment 'other' .* must be 'flows/newsgroups.py:newsgroups'"
+        InputError,
+        match=r"entrypoint of deployment 'other' .* must be one of \['flows/newsgroups.py:newsgroups'",
     ):
         load_specs(tmp_path / "prefect.yaml")
+
+
+def test_the_nightly_update_adds_to_the_latest_run_an_hour_after_the_tutorials(specs):
+    spec = specs["nightly-update"]
+    assert spec.entrypoint == "flows/update.py:update"
+    assert spec.parameters == {"updating": {"base": "latest"}}
+    assert spec.schedules == [{"cron": "0 3 * * *", "timezone": "UTC", "active": True}]
+    check_parameters(spec)
+    with pytest.raises(InputError, match=r"updating\.max_new: Input should be greater than or equal to 1"):
+        check_parameters(
+            DeploymentSpec(name="bad", entrypoint=spec.entrypoint, parameters={"updating": {"max_new": 0}})
+        )

@@ -163,10 +163,9 @@ def deployed(server) -> dict:
     return server.get("/deployments/name/" + DEPLOYMENT)
 
 
-@pytest.fixture(scope="module")
-def finished_run(server, deployed) -> dict:
-    """A run of a tiny sample, triggered from the CLI and run by a worker started in the copy's root."""
-    triggered = server.prefect("deployment", "run", DEPLOYMENT, "--params", json.dumps(SENT))
+def _run_by_worker(server: Server, deployment: str, params: dict) -> dict:
+    """Trigger ``deployment`` from the CLI and let a worker started in the copy's root run it."""
+    triggered = server.prefect("deployment", "run", deployment, "--params", json.dumps(params))
     assert triggered.returncode == 0, triggered.stdout + triggered.stderr
     run_id = re.search(r"UUID: ([0-9a-f-]{36})", triggered.stdout).group(1)
     with open(server.repo.parent / "worker.log", "w") as log:
@@ -195,6 +194,27 @@ def finished_run(server, deployed) -> dict:
             _stop(worker)
     assert run["state_type"] == "COMPLETED", (server.repo.parent / "worker.log").read_text()[-4000:]
     return run
+
+
+@pytest.fixture(scope="module")
+def finished_run(server, deployed) -> dict:
+    """A run of a tiny sample, triggered from the CLI and run by a worker started in the copy's root."""
+    return _run_by_worker(server, DEPLOYMENT, SENT)
+
+
+def test_nightly_update_adds_new_posts_to_the_latest_run_through_a_worker(server, finished_run):
+    """The living map's deployment, deployed as the README says and run by a real worker."""
+    result = server.prefect("--no-prompt", "deploy", "-n", "nightly-update")
+    assert result.returncode == 0, result.stdout + result.stderr
+    deployed = server.get("/deployments/name/update/nightly-update")
+    assert deployed["parameters"] == {"updating": {"base": "latest"}}
+    sent = {"updating": {"base": "latest", "max_new": 5}, "output": {"run_name": "e2e-update"}}
+    run = _run_by_worker(server, "update/nightly-update", sent)
+    manifest = json.loads((server.repo / "artifacts" / "e2e-update" / "manifest.json").read_text())
+    assert manifest["base_run"]["name"] == "e2e-tiny" and manifest["counts"]["added"] == 5
+    artifacts = _artifacts(server, run["id"])
+    assert artifacts["newsgroups-changes"]["type"] == "table"
+    assert "5 new posts" in artifacts["newsgroups-update"]["data"]
 
 
 def _artifacts(server: Server, run_id: str) -> dict[str, dict]:

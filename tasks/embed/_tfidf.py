@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -42,6 +43,10 @@ class TfidfEmbedder(Embedder):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Fit on ``texts`` and embed them; returns (len(texts), k) float32."""
+        return self.fit(texts)[1]
+
+    def fit(self, texts: Sequence[str]) -> tuple[TfidfState, np.ndarray]:
+        """Fit on ``texts``: the fitted state (to embed later texts alike) and the texts' vectors."""
         # Imported here: scikit-learn takes a second or more, and the command line imports this
         # module (through tasks.config) to refuse a bad flag before any of it is needed.
         from sklearn.decomposition import TruncatedSVD
@@ -53,8 +58,38 @@ class TfidfEmbedder(Embedder):
         matrix = tfidf.fit_transform(texts)
         components = max(1, min(self.dimensions, matrix.shape[0] - 1, matrix.shape[1] - 1))
         svd = TruncatedSVD(n_components=components, random_state=self.seed)
-        return l2_normalise(svd.fit_transform(matrix))
+        vectors = l2_normalise(svd.fit_transform(matrix))
+        vocabulary = sorted(tfidf.vocabulary_, key=tfidf.vocabulary_.get)
+        state = TfidfState(vocabulary, tfidf.idf_.astype(np.float64), svd.components_.astype(np.float64))
+        return state, vectors
 
     def describe(self) -> dict[str, Any]:
         """Requested dimensions (the fitted count may be lower on small corpora)."""
         return {"embedder": self.name, "model": "tfidf-svd", "dimensions": self.dimensions}
+
+
+@dataclass(frozen=True)
+class TfidfState:
+    """A fitted TF-IDF-SVD as plain data: it embeds new texts as the fit embedded its own.
+
+    Attributes
+    ----------
+    vocabulary : list of str
+        The terms, in column order.
+    idf : ndarray, shape (n_terms,)
+        Inverse document frequencies.
+    components : ndarray, shape (k, n_terms)
+        The SVD's components.
+    """
+
+    vocabulary: list[str]
+    idf: np.ndarray
+    components: np.ndarray
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length (len(texts), k) float32 vectors of ``texts`` in the fitted space."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english", vocabulary=self.vocabulary)
+        tfidf.idf_ = self.idf
+        return l2_normalise(np.asarray(tfidf.transform(texts) @ self.components.T))

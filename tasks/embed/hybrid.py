@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tasks.embed._tfidf import TfidfEmbedder
+from tasks.embed._tfidf import TfidfEmbedder, TfidfState
 
 
 def append_tfidf(
@@ -30,4 +30,16 @@ def append_tfidf(
     if weight == 0:
         return vectors
     tfidf = TfidfEmbedder(dimensions=dimensions, seed=seed).embed(texts)
+    return weighted(vectors, tfidf, weight)
+
+
+def append_fitted_tfidf(
+    vectors: np.ndarray, texts: Sequence[str], state: TfidfState, *, weight: float
+) -> np.ndarray:
+    """:func:`append_tfidf` for texts that came after the fit: ``state`` embeds them (a living map's new posts)."""
+    return weighted(vectors, state.transform(texts), weight) if weight else vectors
+
+
+def weighted(vectors: np.ndarray, tfidf: np.ndarray, weight: float) -> np.ndarray:
+    """``vectors`` with ``weight`` times ``tfidf`` beside them, float32."""
     return np.hstack([vectors, np.float32(weight) * tfidf]).astype(np.float32)

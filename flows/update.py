@@ -1,0 +1,339 @@
+"""A living map: add the posts that arrived since a run to its map, keeping every old point where it was.
+
+Run it with ``python -m flows.update --base RUN_FOLDER`` (or ``--base latest``);
+``--help`` lists every parameter. See docs/living-map.md.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__":
+    from flows.cli import main
+
+    sys.exit(main("flows.update:update"))
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from tasks.config import (
+    EmbeddingSettings,
+    ExecutionSettings,
+    MapSettings,
+    OutputSettings,
+    RunSettings,
+    SamplingSettings,
+    SourceSettings,
+    UpdateSettings,
+)
+from tasks.corpus_store import clean_task, ingest_task, locate_corpus
+from tasks.embed.hybrid import append_fitted_tfidf
+from tasks.embed.stage import embed_sample
+from tasks.evaluate import evaluate_task
+from tasks.layout import (
+    CHANGES_SCHEMA,
+    CLUSTERS_SCHEMA,
+    DOCUMENTS_SCHEMA,
+    NOISE,
+    UPDATE_ASSIGNMENTS_SCHEMA,
+    UPDATE_MAP_SCHEMA,
+    RunLayout,
+    read_embeddings,
+    write_embeddings,
+    write_table,
+)
+from tasks.names import name_clusters
+from tasks.placement import PlacementState, assign, emerging, fit_state, place, read_state, write_state
+from tasks.publish import publish_task
+from tasks.reduce import REDUCERS
+from tasks.run import open_run
+from tasks.update import (
+    BaseRun,
+    added_metrics,
+    changes_table,
+    check_same_vectors,
+    load_base,
+    match_keys,
+    new_posts,
+    resolve_base,
+    stable_names,
+    summary_in_words,
+)
+
+CHANGES_KEY = "newsgroups-changes"
+UPDATE_SUMMARY_KEY = "newsgroups-update"
+
+
+def _given(model: Any) -> dict[str, Any]:
+    """The settings the user gave explicitly (the rest come from the base run)."""
+    return model.model_dump(include=model.model_fields_set)
+
+
+def update_settings(
+    base: BaseRun,
+    source: SourceSettings,
+    sampling: SamplingSettings,
+    embedding: EmbeddingSettings,
+    mapping: MapSettings,
+    output: OutputSettings,
+    execution: ExecutionSettings,
+) -> RunSettings:
+    """The update run's settings: the base's, with the source, groups and embedding settings the user gave.
+
+    Refuses another embedder, model, precision or reducer than the base's.
+    Per-class sampling does not apply to an update: every new post is taken.
+    """
+    check_same_vectors(base, {"embedding": _given(embedding), "mapping": _given(mapping)})
+    parameters = base.manifest["parameters"]
+    known = {name: parameters[name] for name in RunSettings.model_fields if name in parameters}
+    merged = {
+        **known,
+        "source": {**parameters["source"], **_given(source)},
+        "sampling": {
+            **parameters["sampling"],
+            **sampling.model_dump(include={"groups"} & sampling.model_fields_set),
+        },
+        "embedding": {**parameters["embedding"], **_given(embedding), "plan": False},
+        "output": output,
+        "execution": execution,
+        "preset": None,
+    }
+    return RunSettings.model_validate(merged)
+
+
+@task(name="place", task_run_name="place-{state.reducer}-{state.clusterer}")
+def place_task(
+    state: PlacementState,
+    base_features: np.ndarray,
+    base_coords: np.ndarray,
+    base_clusters: np.ndarray,
+    features: np.ndarray,
+    *,
+    min_emerging: int,
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Prefect task: map positions, clusters (emerging ones included) and emerging numbers of the new posts."""
+    coords = place(state, base_features, base_coords, features)
+    labels = assign(state, base_features, base_clusters, features)
+    radius = float(np.median(state.arrays["radii"])) if state.cluster_ids else 0.0
+    labels, new_ids = emerging(
+        features, labels, first=state.next_cluster, min_size=min_emerging, radius=radius
+    )
+    return coords, labels, new_ids
+
+
+def _new_vectors(
+    fresh: pd.DataFrame, settings: RunSettings, state: PlacementState, layout: RunLayout
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The new posts' embeddings and features, as the base made its own.
+
+    The embedder embeds them (through the cache), or the base's fitted TF-IDF
+    does for the tfidf embedder and ``--tfidf-weight``.
+    """
+    texts = fresh["text"].tolist()
+    embedding = settings.embedding
+    if embedding.embedder == "tfidf":
+        vectors = state.tfidf.transform(texts)
+        info: dict[str, Any] = {
+            "embedder": "tfidf",
+            "fitted_on": "the base run",
+            "dimensions": vectors.shape[1],
+        }
+    else:
+        vectors, info = embed_sample(fresh, settings, layout=layout)
+    features = append_fitted_tfidf(vectors, texts, state.tfidf, weight=embedding.tfidf_weight)
+    return vectors, features, info
+
+
+@flow(name="update", log_prints=True)
+def update(
+    updating: UpdateSettings = UpdateSettings(),
+    source: SourceSettings = SourceSettings(),
+    sampling: SamplingSettings = SamplingSettings(),
+    embedding: EmbeddingSettings = EmbeddingSettings(),
+    mapping: MapSettings = MapSettings(),
+    output: OutputSettings = OutputSettings(),
+    execution: ExecutionSettings = ExecutionSettings(),
+) -> dict[str, Any]:
+    """Add the posts that arrived since a run to its map and clusters, and report what changed.
+
+    Every post of the base keeps its place and cluster; new posts are placed
+    against the fixed map and assigned to the base's clusters, or to emerging
+    ones. The source, embedding and map settings default to the base run's.
+
+    Parameters
+    ----------
+    updating : UpdateSettings
+        The base run (``--base``), ``--max-new`` and ``--min-emerging``.
+    source, sampling, embedding, mapping, output, execution : settings models
+        As for ``flows.newsgroups``; only the flags given override the base's
+        (of ``sampling``, only ``--groups``: an update takes every new post).
+
+    Returns
+    -------
+    dict
+        The new run's manifest, or ``{"nothing_new": message}`` when the source
+        holds no post the base lacks (then no folder is written).
+    """
+    base = load_base(resolve_base(updating.base, output.output_dir))
+    settings = update_settings(base, source, sampling, embedding, mapping, output, execution)
+    state, base_features = read_state(base.root)
+    stored = locate_corpus(settings)
+    corpus = ingest_task(settings.source, stored=stored)
+    cleaned, _ = clean_task(corpus, settings.cleaning, stored=stored)
+    base_sample = base.read("sample.parquet")
+    by_id = settings.source.corpus is None or settings.source.id_column is not None
+    groups = settings.sampling.groups or []
+    fresh, waiting = new_posts(cleaned, base_sample, groups, by_id=by_id, max_new=updating.max_new)
+    if fresh.empty:
+        message = f"nothing new since {base.name}"
+        print(message)
+        return {"nothing_new": message}
+    with open_run(settings, label="update") as run:
+        embedded, vectors, info = run.step("embed", _new_vectors, fresh, settings, state, run.layout)
+        base_map = base.read("map.parquet")
+        base_clusters = base.read("assignments.parquet")["cluster"].to_numpy(np.int32)
+        coords, labels, new_ids = run.step(
+            "place",
+            place_task,
+            state,
+            base_features,
+            base_map[["x", "y"]].to_numpy(np.float32),
+            base_clusters,
+            vectors,
+            min_emerging=updating.min_emerging,
+        )
+        posts = pd.concat([base_sample, fresh], ignore_index=True)
+        added = np.r_[np.zeros(len(base_sample), bool), np.ones(len(fresh), bool)]
+        clusters = np.r_[base_clusters, labels].astype(np.int32)
+        features = np.vstack([base_features, vectors]).astype(np.float32)
+        run.step("write", _write_posts, base, posts, base_map, coords, clusters, added, embedded, run.layout)
+        evaluation, metrics = run.step(
+            "evaluate", evaluate_task, posts, clusters, features, seed=settings.seed, layout=run.layout
+        )
+        base_names = base.read("clusters.parquet")
+        matched = {
+            int(c): m for c, m in zip(base_names["cluster"], base_names["matched_class"], strict=True) if m
+        }
+        labelled = evaluation is not None
+        if labelled:
+            for cluster in new_ids:
+                members = posts.loc[clusters == cluster, "class_name"]
+                matched[cluster] = members.mode().iloc[0]
+            metrics = {
+                **metrics,
+                "added": added_metrics(fresh["class_name"].to_numpy(dtype=object), labels, matched),
+            }
+        names = stable_names(
+            base_names, name_clusters(posts["text"].tolist(), clusters, matched_classes=matched)
+        )
+        write_table(names, run.layout.clusters, CLUSTERS_SCHEMA)
+        in_source = set(match_keys(cleaned, by_id=by_id))
+        gone = pd.Series(
+            base_clusters[~match_keys(base_sample, by_id=by_id).isin(in_source).to_numpy()]
+        ).value_counts()
+        changes = changes_table(posts.assign(cluster=clusters, added=added), names, new_ids, gone)
+        write_table(changes, run.layout.changes, CHANGES_SCHEMA)
+        reducer_label = REDUCERS.get(state.reducer).label
+        clustering = {"clusterer": state.clusterer, "emerging": new_ids}
+        publish_task(
+            posts,
+            pd.read_parquet(run.layout.map),
+            clusters,
+            evaluation,
+            metrics,
+            reducer_label=reducer_label,
+            vectors=features,
+            names=names,
+            clustering=clustering,
+            layout=run.layout,
+            added=added,
+            base_name=base.name,
+        )
+        _publish_changes(base.name, changes, metrics.get("added"), run.layout)
+        next_state = fit_state(
+            features,
+            clusters,
+            reducer=state.reducer,
+            clusterer=state.clusterer,
+            mapping=state.mapping,
+            seed=state.seed,
+            model=state.model,
+            tfidf=state.tfidf,
+            next_cluster=max([state.next_cluster - 1, *new_ids]) + 1,
+        )
+        run.step("state", write_state, next_state, features, run.layout.root)
+        run.record(
+            base_run={"name": base.name, "manifest_sha256": base.sha256},
+            update=updating.model_dump(mode="json"),
+            counts={
+                "base": len(base_sample),
+                "added": len(fresh),
+                "waiting": waiting - len(fresh),
+                "unassigned_added": int((labels == NOISE).sum()),
+                "emerging": len(new_ids),
+                "gone_from_source": int(gone.sum()),
+                "sampled": len(posts),
+                "clusters": len(set(clusters.tolist()) - {NOISE}),
+            },
+            embedding=info,
+            features={"tfidf_weight": settings.embedding.tfidf_weight, "dimensions": int(features.shape[1])},
+            map={"reducer": state.reducer, "label": reducer_label},
+            clustering=clustering,
+            metrics=metrics,
+        )
+    return run.manifest
+
+
+def _write_posts(
+    base: BaseRun,
+    posts: pd.DataFrame,
+    base_map: pd.DataFrame,
+    coords: np.ndarray,
+    clusters: np.ndarray,
+    added: np.ndarray,
+    embedded: np.ndarray,
+    layout: RunLayout,
+) -> None:
+    """Write the run's posts, embeddings, map and assignments; the base's rows are copied as they were."""
+    write_table(posts, layout.sample, DOCUMENTS_SCHEMA)
+    _, base_vectors = read_embeddings(base.root / "embeddings.parquet")
+    write_embeddings(posts["doc_id"].tolist(), np.vstack([base_vectors, embedded]), layout.embeddings)
+    frame = pd.DataFrame(
+        {
+            "doc_id": posts["doc_id"],
+            "x": np.r_[base_map["x"].to_numpy(np.float32), coords[:, 0]],
+            "y": np.r_[base_map["y"].to_numpy(np.float32), coords[:, 1]],
+            "cluster": clusters,
+            "added": added,
+        }
+    )
+    write_table(frame, layout.map, UPDATE_MAP_SCHEMA)
+    write_table(frame, layout.assignments, UPDATE_ASSIGNMENTS_SCHEMA)
+
+
+def _publish_changes(
+    base_name: str, changes: pd.DataFrame, metrics: dict[str, Any] | None, layout: RunLayout
+) -> None:
+    """The changes as a table artifact and, in words, as a Markdown artifact."""
+    create_table_artifact(
+        key=CHANGES_KEY,
+        table=[
+            {
+                **{k: row[k] for k in ("cluster", "name", "before", "added", "after", "emerging", "renamed")},
+                "share before": round(float(row["share_before"]), 4),
+                "share after": round(float(row["share_after"]), 4),
+                "rising terms": ", ".join(row["rising_terms"]),
+            }
+            for row in changes.to_dict(orient="records")
+        ],
+        description=f"What changed in run {layout.root.name} since {base_name}",
+    )
+    create_markdown_artifact(
+        key=UPDATE_SUMMARY_KEY,
+        markdown=summary_in_words(base_name, changes, metrics),
+        description=f"Run {layout.root.name}: the new posts since {base_name}, in words",
+    )

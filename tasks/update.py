@@ -1,0 +1,328 @@
+"""A living map's update, as plain functions: the base run, the new posts, stable names, what changed.
+
+``flows/update.py`` runs them in order; :mod:`tasks.placement` places and
+assigns the new posts. Everything here is refused before any work when it
+cannot go on, and the base run folder is only ever read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
+from tasks.errors import InputError
+from tasks.layout import MANIFEST, NOISE, file_sha256
+from tasks.names import TOKEN_PATTERN
+from tasks.sample import select_groups
+
+log = logging.getLogger(__name__)
+
+LATEST = "latest"
+# Which settings must match between a base and its update: the vectors and the map would not be comparable.
+MATCHED = {
+    "embedding": (
+        "embedder",
+        "local_model",
+        "gemini_model",
+        "gemini_dimensions",
+        "precision",
+        "tfidf_weight",
+    ),
+    "mapping": ("reducer",),
+}
+KEPT_TERMS = 2
+"""An old cluster keeps its name while at least this many of its name's terms stay among its top terms."""
+
+
+@dataclass(frozen=True)
+class BaseRun:
+    """A finished run an update builds on, its files checked.
+
+    Attributes
+    ----------
+    root : Path
+        The run folder.
+    manifest : dict
+        Its ``manifest.json``.
+    sha256 : str
+        The manifest's own sha256, recorded by the update as ``base_run``.
+    """
+
+    root: Path
+    manifest: dict[str, Any]
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        """The run folder's name."""
+        return self.root.name
+
+    def read(self, name: str) -> pd.DataFrame:
+        """One of the run's Parquet files."""
+        return pd.read_parquet(self.root / name)
+
+
+def finished_runs(output_dir: Path) -> list[Path]:
+    """The finished run folders (with a manifest) under ``output_dir``, oldest first."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    runs = [
+        p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).exists()
+    ]
+
+    def finished_at(path: Path) -> tuple[str, str]:
+        try:
+            return json.loads((path / MANIFEST).read_text()).get("finished_at", ""), path.name
+        except (OSError, ValueError):
+            return "", path.name
+
+    return sorted(runs, key=finished_at)
+
+
+def resolve_base(base: str, output_dir: Path) -> Path:
+    """The base folder ``base`` names: a path, a run name under ``output_dir``, or ``latest``."""
+    if base == LATEST:
+        runs = finished_runs(output_dir)
+        if not runs:
+            raise InputError(
+                f"--base latest found no finished run in {output_dir}; make one first "
+                "(python -m flows.newsgroups) or pass --base with a run folder."
+            )
+        return runs[-1]
+    path = Path(base)
+    if not path.exists() and (Path(output_dir) / base).exists():
+        path = Path(output_dir) / base
+    if not path.is_dir():
+        raise InputError(f"The base run {base} is not a folder; pass --base with a run folder or 'latest'.")
+    return path
+
+
+def load_base(path: Path) -> BaseRun:
+    """The finished run at ``path``, every file checked against the sha256 in its manifest."""
+    manifest_path = Path(path) / MANIFEST
+    if not manifest_path.exists():
+        raise InputError(
+            f"The base run {path} has no {MANIFEST}: it did not finish; pass a finished run as --base."
+        )
+    manifest = json.loads(manifest_path.read_text())
+    checksums = manifest.get("checksums")
+    if not checksums:
+        raise InputError(
+            f"The manifest of the base run {path} holds no checksums (an older run); make a new base run."
+        )
+    for name, expected in checksums.items():
+        file = Path(path) / name
+        if not file.is_file() or file_sha256(file) != expected:
+            state = "is missing" if not file.is_file() else "does not match its checksum"
+            raise InputError(
+                f"The file {name} of the base run {path} {state}: the run was changed after it "
+                "finished; pass an untouched run as --base."
+            )
+    return BaseRun(Path(path), manifest, file_sha256(manifest_path))
+
+
+def check_same_vectors(base: BaseRun, requested: dict[str, dict[str, Any]]) -> None:
+    """Refuse an update whose embedder, model, precision or reducer differs from the base's.
+
+    ``requested`` holds, per settings group, only the settings the user gave.
+    """
+    parameters = base.manifest["parameters"]
+    for group, names in MATCHED.items():
+        for name in names:
+            if name in requested.get(group, {}) and requested[group][name] != parameters[group][name]:
+                raise InputError(
+                    f"The base run {base.name} was made with {name.replace('_', '-')} "
+                    f"{parameters[group][name]!r} and the update asks for {requested[group][name]!r}: "
+                    "new posts must be placed with the same vectors and map; drop the flag or make a new base."
+                )
+
+
+def match_keys(frame: pd.DataFrame, *, by_id: bool) -> pd.Series:
+    """What identifies a post across runs: its id (20 Newsgroups, --id-column), else its cleaned text."""
+    if by_id:
+        return frame["doc_id"].astype(str)
+    return frame["text"].map(lambda text: hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
+def new_posts(
+    cleaned: pd.DataFrame, base_sample: pd.DataFrame, groups: list[str], *, by_id: bool, max_new: int | None
+) -> tuple[pd.DataFrame, int]:
+    """The posts of ``cleaned`` the base does not hold, in the base's groups, oldest (source order) first.
+
+    Returns them (at most ``max_new``) and how many there were in all.
+    """
+    candidates = select_groups(cleaned, groups)
+    held = set(match_keys(base_sample, by_id=by_id))
+    fresh = candidates[~match_keys(candidates, by_id=by_id).isin(held).to_numpy()]
+    if not by_id:
+        fresh = fresh.drop_duplicates("text")
+    total = len(fresh)
+    if max_new is not None and total > max_new:
+        log.info(
+            "update: %d new posts; taking the %d oldest (--max-new %d), the other %d wait for the next update",
+            total,
+            max_new,
+            max_new,
+            total - max_new,
+        )
+        fresh = fresh.iloc[:max_new]
+    return fresh.reset_index(drop=True), total
+
+
+def stable_names(base_names: pd.DataFrame, names: pd.DataFrame, *, n_name_terms: int = 4) -> pd.DataFrame:
+    """``names`` (a new ``clusters.parquet`` table) with each old cluster's name kept unless its terms changed.
+
+    An old cluster keeps its name while :data:`KEPT_TERMS` of its name's terms
+    are still among its top terms. Adds ``previous_name`` (None for a new
+    cluster) and ``renamed``.
+    """
+    before = dict(zip(base_names["cluster"].tolist(), base_names["name"].tolist(), strict=True))
+    kept_names, previous, renamed = [], [], []
+    for row in names.itertuples():
+        old = before.get(int(row.cluster))
+        terms = set(row.terms)
+        keeps = old is not None and (
+            row.cluster == NOISE or len(set(old.split(", ")[:n_name_terms]) & terms) >= KEPT_TERMS
+        )
+        kept_names.append(old if keeps else row.name)
+        previous.append(old)
+        renamed.append(old is not None and not keeps)
+    return names.assign(name=kept_names, previous_name=previous, renamed=renamed)
+
+
+def common_terms(texts: list[str], *, max_df: float = 0.5) -> frozenset[str]:
+    """Terms found in more than ``max_df`` of ``texts``: boilerplate (headers), as for the names."""
+    vectorizer = CountVectorizer(stop_words="english", token_pattern=TOKEN_PATTERN, binary=True)
+    try:
+        counts = vectorizer.fit_transform(texts)
+    except ValueError:  # no counted term at all
+        return frozenset()
+    share = np.asarray(counts.mean(axis=0)).ravel()
+    return frozenset(vectorizer.get_feature_names_out()[share > max_df].tolist())
+
+
+def rising_terms(
+    added_texts: list[str], base_texts: list[str], *, common: frozenset[str] = frozenset(), top_n: int = 5
+) -> list[str]:
+    """The terms whose share of posts rose most from a cluster's base posts to its added ones.
+
+    Terms in ``common`` (:func:`common_terms` of the whole map) are left out.
+    """
+    if len(added_texts) < 2:
+        return []
+    stop_words = sorted(ENGLISH_STOP_WORDS | common)
+    vectorizer = CountVectorizer(stop_words=stop_words, token_pattern=TOKEN_PATTERN, binary=True, min_df=2)
+    try:
+        counts = vectorizer.fit_transform([*added_texts, *base_texts])
+    except ValueError:  # no term in two posts
+        return []
+    added = np.asarray(counts[: len(added_texts)].mean(axis=0)).ravel()
+    base = np.asarray(counts[len(added_texts) :].mean(axis=0)).ravel() if base_texts else np.zeros_like(added)
+    rise = added - base
+    terms = vectorizer.get_feature_names_out()
+    order = np.lexsort((terms, -rise))
+    return [str(terms[i]) for i in order[:top_n] if rise[i] > 0]
+
+
+def changes_table(
+    posts: pd.DataFrame, names: pd.DataFrame, emerging_ids: list[int], gone: pd.Series
+) -> pd.DataFrame:
+    """One row per cluster (``changes.parquet``): sizes before and after, shares, rising terms, emerging.
+
+    ``posts`` has ``text``, ``cluster`` and ``added`` for every post on the new
+    map; ``names`` is the :func:`stable_names` table; ``gone`` counts, per
+    cluster, the base posts no longer in the source (they stay on the map).
+    """
+    n_before, n_after = int((~posts["added"]).sum()), len(posts)
+    common = common_terms(posts["text"].tolist())
+    rows = []
+    for row in names.itertuples():
+        members = posts[posts["cluster"] == row.cluster]
+        base_part, added_part = members[~members["added"]], members[members["added"]]
+        rows.append(
+            {
+                "cluster": int(row.cluster),
+                "name": row.name,
+                "previous_name": row.previous_name,
+                "renamed": bool(row.renamed),
+                "before": len(base_part),
+                "added": len(added_part),
+                "after": len(members),
+                "gone_from_source": int(gone.get(int(row.cluster), 0)),
+                "share_before": len(base_part) / max(n_before, 1),
+                "share_after": len(members) / max(n_after, 1),
+                "rising_terms": rising_terms(
+                    added_part["text"].tolist(), base_part["text"].tolist(), common=common
+                ),
+                "emerging": int(row.cluster) in emerging_ids,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summary_in_words(base_name: str, changes: pd.DataFrame, metrics: dict[str, Any] | None = None) -> str:
+    """The update in a few sentences of Markdown ("312 new posts; most went to ...; 2 emerging clusters: ...")."""
+    added = int(changes["added"].sum())
+    lines = [f"# New since `{base_name}`", ""]
+    ranked = changes[(changes["added"] > 0) & (changes["cluster"] != NOISE)].sort_values(
+        "added", ascending=False
+    )
+    parts = [f"{added} new posts"]
+    if len(ranked):
+        top = ranked.iloc[0]
+        parts.append(f"most went to cluster {top.cluster} ({top['name']}): {top.added}")
+    unplaced = changes.loc[changes["cluster"] == NOISE, "added"].sum()
+    if unplaced:
+        parts.append(f"{unplaced} fit no cluster")
+    emerging = changes[changes["emerging"]]
+    parts.append(
+        f"{len(emerging)} emerging cluster{'s' if len(emerging) != 1 else ''}"
+        + (
+            ": " + "; ".join(f"{r.cluster} ({r.name}, {r.added} posts)" for r in emerging.itertuples())
+            if len(emerging)
+            else ""
+        )
+    )
+    renamed = changes[changes["renamed"]]
+    if len(renamed):
+        parts.append(
+            "renamed: "
+            + "; ".join(f"{r.cluster} from '{r.previous_name}' to '{r.name}'" for r in renamed.itertuples())
+        )
+    gone = int(changes["gone_from_source"].sum())
+    if gone:
+        parts.append(f"{gone} earlier posts are no longer in the source and stay on the map")
+    lines.append("; ".join(parts) + ".")
+    if metrics:
+        lines += ["", "| metric | value |", "| --- | --- |"]
+        lines += [
+            f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def added_metrics(class_names: np.ndarray, clusters: np.ndarray, matched: dict[int, str]) -> dict[str, float]:
+    """Scores of the added posts alone: each cluster keeps the class the base matched to it.
+
+    ``matched_accuracy`` counts a post right when its cluster's class is its own
+    (unassigned and emerging posts count as wrong); ``hungarian_accuracy`` and the
+    rest are :func:`tasks.evaluate.evaluate_clusters` on the added posts.
+    """
+    from tasks.evaluate import evaluate_clusters
+
+    predicted = np.array([matched.get(int(c)) for c in clusters], dtype=object)
+    scored = evaluate_clusters(class_names, clusters).metrics
+    return {
+        "posts": len(clusters),
+        "matched_accuracy": round(float(np.mean(predicted == class_names)) if len(clusters) else 0.0, 6),
+        **{k: v for k, v in scored.items() if not isinstance(v, dict)},
+    }
