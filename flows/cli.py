@@ -39,6 +39,7 @@ from pydantic.fields import FieldInfo
 from flows.watchdog import descendants, end_processes, start_time, start_watchdog
 from tasks.config import SAMPLING_DEFAULTS, OutputSettings, SourceSettings
 from tasks.errors import InputError, PipelineError
+from tasks.text import console_text
 
 
 def _flag(name: str) -> str:
@@ -375,7 +376,7 @@ def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
     except PipelineError as error:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {console_text(error)}", file=sys.stderr)
         return 2
     if manifest.get("planned_only"):
         from tasks.embed.plan import EmbeddingPlan
@@ -397,7 +398,7 @@ def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
         )
     if "hungarian_accuracy" in metrics:
         for name, value in metrics["per_class_accuracy"].items():
-            print(f"  {name:<28} {value:.3f}")
+            print(f"  {console_text(name):<28} {value:.3f}")
         print(
             f"  {'hungarian accuracy':<28} {metrics['hungarian_accuracy']:.3f}   ARI {metrics['ari']:.3f}   NMI {metrics['nmi']:.3f}"
         )
