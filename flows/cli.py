@@ -37,7 +37,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from flows.watchdog import descendants, end_processes, start_time, start_watchdog
-from tasks.config import SAMPLING_DEFAULTS, OutputSettings, SourceSettings
+from tasks.config import SAMPLING_DEFAULTS, ExecutionSettings, OutputSettings, SourceSettings
 from tasks.errors import InputError, PipelineError
 from tasks.text import console_text
 
@@ -236,7 +236,8 @@ def check_output(settings: OutputSettings) -> None:
 
 
 def check_files(kwargs: dict[str, Any]) -> None:
-    """Refuse the corpus, archive and output paths that cannot be used, without reading any data."""
+    """Refuse the corpus, archive and output paths, and a Dask cluster, that cannot be used, reading no data."""
+    from tasks.execution import check_execution
     from tasks.ingest import check_source
 
     for value in kwargs.values():
@@ -244,6 +245,8 @@ def check_files(kwargs: dict[str, Any]) -> None:
             check_source(value)
         elif isinstance(value, OutputSettings):
             check_output(value)
+        elif isinstance(value, ExecutionSettings):
+            check_execution(value)
 
 
 def _pipeline_error_names() -> list[str]:
