@@ -15,8 +15,9 @@ import pandas as pd
 from prefect import task
 
 from tasks.cluster import Clusterer, build_clusterer
-from tasks.config import PRESETS, RunSettings
+from tasks.config import MAX_CLASSES, PRESETS, RunSettings
 from tasks.embed import EMBEDDERS
+from tasks.errors import InputError
 from tasks.execution import check_execution
 from tasks.logs import run_logger
 from tasks.reduce import Reducer, build_reducer
@@ -70,11 +71,17 @@ def check_settings(settings: RunSettings) -> None:
 def check_sample(sample: pd.DataFrame, settings: RunSettings) -> Backends:
     """Build the reducer and the clusterer for ``sample`` and check they can handle its size.
 
-    Raises :class:`~tasks.errors.InputError` (a perplexity at or above the number
-    of posts, more clusters than posts, ...) before anything is embedded.
+    Raises :class:`~tasks.errors.InputError` (more than
+    :data:`~tasks.config.MAX_CLASSES` classes, a perplexity at or above the
+    number of posts, more clusters than posts, ...) before anything is embedded.
     """
     labelled = bool(len(sample)) and bool(sample["class_name"].notna().all())
     n_classes = int(sample["class_name"].nunique())
+    if n_classes > MAX_CLASSES:
+        raise InputError(
+            f"The sample has {n_classes:,} classes, more than the {MAX_CLASSES} a map can tell apart "
+            f"(--label-column); keep at most {MAX_CLASSES} with --groups, or merge classes in the corpus."
+        )
     reducer = build_reducer(settings.mapping, seed=settings.seed)
     reducer.check(len(sample))
     clusterer = build_clusterer(

@@ -273,6 +273,24 @@ CASES = [
         "The number of clusters (13) must not exceed the number of posts (12)",
     ),
     (
+        "more-classes-than-a-map-can-show",
+        lambda t, a, c: {
+            "source": SourceSettings(
+                corpus=corpus_file(
+                    t,
+                    pd.DataFrame(
+                        {
+                            "text": [f"post {i}" for i in range(402)],
+                            "label": [f"c{i // 2}" for i in range(402)],
+                        }
+                    ),
+                )
+            ),
+            "sampling": SamplingSettings(groups=[], per_class=0),
+        },
+        "The sample has 201 classes, more than the 200 a map can tell apart (--label-column); keep at most 200 with --groups",
+    ),
+    (
         "perplexity-too-large",
         lambda t, a, c: {
             "source": SourceSettings(corpus=corpus_file(t, c)),
