@@ -76,6 +76,11 @@ class SourceSettings(Settings):
         f"than {MAX_CLASSES} classes is refused before any work (a map cannot tell more apart); keep "
         "fewer with --groups.",
     )
+    labels_as_text: bool = Field(
+        False,
+        description="Read every label as text, so JSONL or Parquet 1, 1.0 and '1' are one class; without "
+        "it a label column mixing text, numbers and booleans is refused (docs/corpus.md).",
+    )
     id_column: str | None = Field(
         None, description="Corpus column holding unique document ids (default: the row number)."
     )

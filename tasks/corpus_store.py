@@ -68,6 +68,7 @@ def source_identity(source: Settings) -> dict[str, Any] | None:
             label_column=source.label_column,
             id_column=source.id_column,
             csv_separator=source.csv_separator,
+            labels_as_text=source.labels_as_text,
         )
     return identity
 
