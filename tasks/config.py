@@ -297,6 +297,16 @@ class ClusterSettings(Settings):
         "(0: the embeddings themselves).",
     )
 
+    @model_validator(mode="after")
+    def _auto_needs_a_clusterer_that_chooses_k(self) -> ClusterSettings:
+        if self.n_clusters == "auto" and not CLUSTERERS.get(self.clusterer).chooses_k:
+            choosers = ", ".join(n for n in CLUSTERERS.names() if CLUSTERERS.get(n).chooses_k)
+            raise ValueError(
+                f"n_clusters 'auto' is supported by the {choosers} clusterer only; got clusterer "
+                f"{self.clusterer!r}. Pass a number with --n-clusters, or --clusterer {choosers}."
+            )
+        return self
+
 
 class OutputSettings(Settings):
     """Where the run's files go."""
