@@ -17,7 +17,7 @@ from tasks.interactive import render_map_html
 from tasks.layout import RunLayout, write_png
 from tasks.mapdata import MapData, categorical_columns, prepare_map
 from tasks.plots import confusion_figure, map_figure, sweep_figure
-from tasks.text import markdown_text
+from tasks.text import markdown_code, markdown_text
 
 ACCURACY_KEY = "newsgroups-accuracy"
 SUMMARY_KEY = "newsgroups-summary"
@@ -66,10 +66,10 @@ def summary_markdown(
     ``interactive`` is the path of ``map.html``, named so a reader can open it
     (the UI does not open local files itself).
     """
-    lines = [f"# Run {markdown_text(run_name)}", ""]
+    lines = [f"# Run {markdown_code(run_name)}", ""]
     if interactive is not None:
         lines += [
-            f"Interactive map (open it in a browser, offline): {markdown_text(interactive.resolve())}",
+            f"Interactive map (open it in a browser, offline): {markdown_code(interactive.resolve())}",
             "",
         ]
     lines += ["| metric | value |", "| --- | --- |"]
@@ -86,7 +86,7 @@ def summary_markdown(
         ]
         lines += [
             f"| {markdown_text(r.class_name)} | {r.n_docs} | {r.accuracy:.3f} | {r.majority_share:.3f} "
-            f"| {markdown_text(r.majority_shared_with or '-')} |"
+            f"| {markdown_text(r.majority_shared_with) if r.majority_shared_with else '-'} |"
             for r in table.itertuples()
         ]
     for name, path in images.items():

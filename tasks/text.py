@@ -15,9 +15,9 @@ import re
 
 # C0 and C1 controls (ESC, BEL, CR, ...), and the bidirectional overrides that reorder what a terminal shows.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-# ASCII punctuation Markdown may read as syntax (a backslash before it is always a literal in CommonMark);
-# & < > are written as HTML entities instead, after this step.
-MARKDOWN_SYNTAX = re.compile(r"[\\`*_{}\[\]()#+\-.!|~^=:$]")
+# ASCII punctuation Markdown may read as syntax within a line (a backslash before it is always a literal in
+# CommonMark); & < > are written as HTML entities instead, after this step.
+MARKDOWN_SYNTAX = re.compile(r"[\\`*_{}\[\]()#!|~^$]")
 
 
 def console_text(value: object) -> str:
@@ -50,6 +50,18 @@ def markdown_text(value: object) -> str:
     """
     escaped = MARKDOWN_SYNTAX.sub(lambda match: "\\" + match.group(), console_text(value))
     return html.escape(escaped, quote=False)
+
+
+def markdown_code(value: object) -> str:
+    """``value`` as a Markdown code span, shown exactly (a fence longer than any run of backticks inside).
+
+    >>> markdown_code("a`b")
+    '``a`b``'
+    """
+    text = console_text(value)
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def plotly_text(value: object) -> str:
