@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 UMAP_NEIGHBORS = 15
 
 CLUSTERERS: Registry[Clusterer] = Registry(
-    "clusterer", declares={"needs_n_clusters": bool, "chooses_k": bool, "may_leave_noise": bool}
+    "clusterer", declares={"needs_n_clusters": bool, "may_leave_noise": bool, "chooses_k": bool}
 )
 
 
