@@ -37,8 +37,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from flows.watchdog import descendants, end_processes, start_time, start_watchdog
-from tasks.config import SAMPLING_DEFAULTS, OutputSettings, SourceSettings
+from tasks.config import SAMPLING_DEFAULTS, ExecutionSettings, OutputSettings, SourceSettings
 from tasks.errors import InputError, PipelineError
+from tasks.text import console_text
 
 
 def _flag(name: str) -> str:
@@ -235,7 +236,8 @@ def check_output(settings: OutputSettings) -> None:
 
 
 def check_files(kwargs: dict[str, Any]) -> None:
-    """Refuse the corpus, archive and output paths that cannot be used, without reading any data."""
+    """Refuse the corpus, archive and output paths, and a Dask cluster, that cannot be used, reading no data."""
+    from tasks.execution import check_execution
     from tasks.ingest import check_source
 
     for value in kwargs.values():
@@ -243,6 +245,8 @@ def check_files(kwargs: dict[str, Any]) -> None:
             check_source(value)
         elif isinstance(value, OutputSettings):
             check_output(value)
+        elif isinstance(value, ExecutionSettings):
+            check_execution(value)
 
 
 def _pipeline_error_names() -> list[str]:
@@ -375,7 +379,7 @@ def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
     except PipelineError as error:
         if args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {console_text(error)}", file=sys.stderr)
         return 2
     if manifest.get("nothing_new"):
         # An update with no new post: its flow printed the line and wrote no folder.
@@ -400,7 +404,7 @@ def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
         )
     if "hungarian_accuracy" in metrics:
         for name, value in metrics["per_class_accuracy"].items():
-            print(f"  {name:<28} {value:.3f}")
+            print(f"  {console_text(name):<28} {value:.3f}")
         print(
             f"  {'hungarian accuracy':<28} {metrics['hungarian_accuracy']:.3f}   ARI {metrics['ari']:.3f}   NMI {metrics['nmi']:.3f}"
         )

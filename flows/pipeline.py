@@ -102,7 +102,8 @@ def analyse_sample(run: Run, sample: pd.DataFrame, settings: RunSettings) -> Non
 
     With ``--plan`` it stops after the plan and the run leaves no folder.
     """
-    backends = run.step("check", check_task, sample, settings)
+    dropped = run.report.get("counts", {}).get("cleaned")
+    backends = run.step("check", check_task, sample, settings, dropped=dropped)
     plan = run.step("plan", plan_task, sample, settings)
     run.record(plan=plan.as_dict())
     if settings.embedding.plan:

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import pandas as pd
 from prefect import task
 
+from tasks.clean import dropped_summary
 from tasks.cluster import Clusterer, build_clusterer
-from tasks.config import PRESETS, RunSettings
+from tasks.config import MAX_CLASSES, PRESETS, RunSettings
 from tasks.embed import EMBEDDERS
+from tasks.errors import InputError
 from tasks.execution import check_execution
 from tasks.logs import run_logger
 from tasks.reduce import Reducer, build_reducer
@@ -67,24 +69,41 @@ def check_settings(settings: RunSettings) -> None:
     check_execution(settings.execution)
 
 
-def check_sample(sample: pd.DataFrame, settings: RunSettings) -> Backends:
+def check_sample(
+    sample: pd.DataFrame, settings: RunSettings, *, dropped: dict[str, int] | None = None
+) -> Backends:
     """Build the reducer and the clusterer for ``sample`` and check they can handle its size.
 
-    Raises :class:`~tasks.errors.InputError` (a perplexity at or above the number
-    of posts, more clusters than posts, ...) before anything is embedded.
+    Raises :class:`~tasks.errors.InputError` (more than
+    :data:`~tasks.config.MAX_CLASSES` classes, a perplexity at or above the
+    number of posts, more clusters than posts, ...) before anything is embedded.
+    ``dropped`` is the cleaning report: a refusal of a sample too small for the
+    reducer or the clusterer then says what cleaning dropped.
     """
     labelled = bool(len(sample)) and bool(sample["class_name"].notna().all())
     n_classes = int(sample["class_name"].nunique())
-    reducer = build_reducer(settings.mapping, seed=settings.seed)
-    reducer.check(len(sample))
-    clusterer = build_clusterer(
-        settings.clustering, n_classes=n_classes if labelled else 0, seed=settings.seed
-    )
-    clusterer.check(len(sample))
+    if n_classes > MAX_CLASSES:
+        raise InputError(
+            f"The sample has {n_classes:,} classes, more than the {MAX_CLASSES} a map can tell apart "
+            f"(--label-column); keep at most {MAX_CLASSES} with --groups, or merge classes in the corpus."
+        )
+    try:
+        reducer = build_reducer(settings.mapping, seed=settings.seed)
+        reducer.check(len(sample))
+        clusterer = build_clusterer(
+            settings.clustering, n_classes=n_classes if labelled else 0, seed=settings.seed
+        )
+        clusterer.check(len(sample))
+    except InputError as error:
+        if why := dropped_summary(dropped):
+            raise InputError(f"{error} {why}") from None
+        raise
     return Backends(labelled, n_classes, reducer, clusterer)
 
 
 @task(name="check", task_run_name="check")
-def check_task(sample: pd.DataFrame, settings: RunSettings) -> Backends:
+def check_task(
+    sample: pd.DataFrame, settings: RunSettings, *, dropped: dict[str, int] | None = None
+) -> Backends:
     """Prefect task: :func:`check_sample`."""
-    return check_sample(sample, settings)
+    return check_sample(sample, settings, dropped=dropped)

@@ -64,3 +64,36 @@ def clean_corpus(frame: pd.DataFrame, settings: CleaningSettings) -> tuple[pd.Da
         "kept": len(kept),
     }
     return kept, report
+
+
+# What each drop count of :func:`clean_corpus` means, for the console.
+DROPS = {
+    "missing": "had no text",
+    "empty": "were empty after cleaning",
+    "too_long": "were --max-chars characters or longer",
+    "unlabelled": "had no label in a labelled corpus",
+    "duplicate": "repeated an earlier text (--no-drop-duplicates keeps them)",
+}
+
+
+def cleaning_lines(report: dict[str, int]) -> list[str]:
+    """One console line per kind of row dropped or text changed by cleaning (none when nothing was)."""
+    lines = [
+        f"clean: dropped {report[key]:,} of {report['input']:,} rows that {reason}"
+        for key, reason in DROPS.items()
+        if report.get(key)
+    ]
+    if report.get("undecodable"):
+        lines.append(
+            f"clean: {report['undecodable']:,} of the {report['kept']:,} texts kept held bytes that are not "
+            "UTF-8, now U+FFFD; save the corpus as UTF-8 to keep those characters"
+        )
+    return lines
+
+
+def dropped_summary(report: dict[str, int] | None) -> str | None:
+    """Why a sample may be small, in one sentence: how many rows cleaning dropped and why (None: none dropped)."""
+    parts = [f"{report[key]:,} {key.replace('_', ' ')}" for key in DROPS if report and report.get(key)]
+    if not parts:
+        return None
+    return f"Cleaning kept {report['kept']:,} of {report['input']:,} rows ({', '.join(parts)} dropped)."

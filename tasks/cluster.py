@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 UMAP_NEIGHBORS = 15
 
 CLUSTERERS: Registry[Clusterer] = Registry(
-    "clusterer", declares={"needs_n_clusters": bool, "may_leave_noise": bool}
+    "clusterer", declares={"needs_n_clusters": bool, "may_leave_noise": bool, "chooses_k": bool}
 )
 
 
@@ -38,6 +38,9 @@ class Clusterer(ABC):
         Whether it must be told how many clusters to make (KMeans) or finds
         that number itself (HDBSCAN). When it does, ``from_settings`` gets the
         resolved ``n_clusters``; otherwise ``n_clusters`` is None.
+    chooses_k : bool
+        Whether it takes ``--n-clusters auto`` (choosing k by silhouette).
+        :class:`tasks.config.ClusterSettings` refuses "auto" for the others.
     may_leave_noise : bool
         Whether some points may stay unassigned, labelled :data:`NOISE` (-1).
         Evaluation, plots and maps share that convention.
@@ -45,6 +48,7 @@ class Clusterer(ABC):
 
     name: ClassVar[str]
     needs_n_clusters: ClassVar[bool]
+    chooses_k: ClassVar[bool]
     may_leave_noise: ClassVar[bool]
 
     @classmethod
@@ -94,6 +98,7 @@ class KMeansClusterer(Clusterer):
 
     name: ClassVar[str] = "kmeans"
     needs_n_clusters: ClassVar[bool] = True
+    chooses_k: ClassVar[bool] = True
     may_leave_noise: ClassVar[bool] = False
 
     def __init__(
@@ -187,6 +192,7 @@ class GaussianMixtureClusterer(Clusterer):
 
     name: ClassVar[str] = "gmm"
     needs_n_clusters: ClassVar[bool] = True
+    chooses_k: ClassVar[bool] = False
     may_leave_noise: ClassVar[bool] = False
 
     def __init__(
@@ -211,12 +217,8 @@ class GaussianMixtureClusterer(Clusterer):
         )
 
     def check(self, n_samples: int) -> None:
-        """A number of clusters (not "auto") no larger than the sample, and room for the projection."""
+        """A number of clusters no larger than the sample ("auto" is refused by the settings), and room for the projection."""
         super().check(n_samples)
-        if self.n_clusters == AUTO:
-            raise InputError(
-                "--n-clusters auto is supported by the kmeans clusterer only; pass a number for gmm."
-            )
         check_n_clusters(self.n_clusters, n_samples)
 
     def fit_predict(self, vectors: np.ndarray) -> np.ndarray:
@@ -259,6 +261,7 @@ class HdbscanClusterer(Clusterer):
 
     name: ClassVar[str] = "hdbscan"
     needs_n_clusters: ClassVar[bool] = False
+    chooses_k: ClassVar[bool] = False
     may_leave_noise: ClassVar[bool] = True
 
     def __init__(self, *, min_cluster_size: int = 15, umap_dimensions: int = 5, seed: int = 0) -> None:

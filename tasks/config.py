@@ -38,6 +38,9 @@ GeminiTaskType = Literal[
 
 
 MAX_SEED = 2**32 - 1
+# Classes (and clusters) a run can show: a map cannot tell more apart by colour, and the figures and
+# map.html grow with them. A larger sample is refused before any work.
+MAX_CLASSES = 200
 Seed = Annotated[
     int,
     Field(
@@ -69,7 +72,14 @@ class SourceSettings(Settings):
     label_column: str | None = Field(
         None,
         description="Corpus column holding the true classes. Default: 'label' if the corpus has "
-        "it, else the corpus is unlabelled and label-based evaluation is skipped.",
+        "it, else the corpus is unlabelled and label-based evaluation is skipped. A sample of more "
+        f"than {MAX_CLASSES} classes is refused before any work (a map cannot tell more apart); keep "
+        "fewer with --groups.",
+    )
+    labels_as_text: bool = Field(
+        False,
+        description="Read every label as text, so JSONL or Parquet 1, 1.0 and '1' are one class; without "
+        "it a label column mixing text, numbers and booleans is refused (docs/corpus.md).",
     )
     id_column: str | None = Field(
         None, description="Corpus column holding unique document ids (default: the row number)."
@@ -262,13 +272,14 @@ class ClusterSettings(Settings):
     clusterer: ClustererName = Field(
         "kmeans", description="Clusterer: " + ", ".join(CLUSTERERS.names()) + "."
     )
-    n_clusters: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+    n_clusters: Annotated[int, Field(ge=1, le=MAX_CLASSES)] | Literal["auto"] | None = Field(
         None,
-        description="Number of clusters for clusterers that need one (kmeans): a number, 'auto' "
-        "(the best silhouette from 2 to --max-auto-clusters), or none for the number of classes.",
+        description="Number of clusters for clusterers that need one (kmeans): a number up to "
+        f"{MAX_CLASSES}, 'auto' (the best silhouette from 2 to --max-auto-clusters), or none for the "
+        "number of classes.",
     )
     max_auto_clusters: int = Field(
-        12, ge=2, le=200, description="Largest number of clusters --n-clusters auto tries."
+        12, ge=2, le=MAX_CLASSES, description="Largest number of clusters --n-clusters auto tries."
     )
     n_init: int = Field(10, ge=1, description="KMeans restarts; the best is kept.")
     gmm_pca_dimensions: int = Field(
@@ -285,6 +296,16 @@ class ClusterSettings(Settings):
         description="HDBSCAN: cluster a UMAP projection of this many dimensions, as BERTopic does "
         "(0: the embeddings themselves).",
     )
+
+    @model_validator(mode="after")
+    def _auto_needs_a_clusterer_that_chooses_k(self) -> ClusterSettings:
+        if self.n_clusters == "auto" and not CLUSTERERS.get(self.clusterer).chooses_k:
+            choosers = ", ".join(n for n in CLUSTERERS.names() if CLUSTERERS.get(n).chooses_k)
+            raise ValueError(
+                f"n_clusters 'auto' is supported by the {choosers} clusterer only; got clusterer "
+                f"{self.clusterer!r}. Pass a number with --n-clusters, or --clusterer {choosers}."
+            )
+        return self
 
 
 class OutputSettings(Settings):

@@ -180,17 +180,70 @@ def _cell_kind(value: object) -> str | None:
     return f"a value of type {type(value).__name__}"
 
 
-def _check_texts(texts: pd.Series, path: Path, column: str) -> None:
-    """Refuse a text column holding lists, objects or other values that are not text or numbers."""
+def _check_texts(texts: pd.Series, path: Path, column: str, *, what: str = "text") -> None:
+    """Refuse a text (or label) column holding lists, objects or other values that are not text or numbers."""
     if texts.dtype != object:
         return
     kinds = texts.map(_cell_kind)
     if kinds.notna().any():
         row = int(np.flatnonzero(kinds.notna().to_numpy())[0])
         raise InputError(
-            f"The text column {column!r} of {path} holds {kinds.iloc[row]} in row {row + 1}, not a "
-            "text; store each text as a string, or choose another --text-column."
+            f"The {what} column {column!r} of {path} holds {kinds.iloc[row]} in row {row + 1}, not a "
+            f"text; store each {what} as a string, or choose another --{what}-column."
         )
+
+
+def _label_kind(value: object) -> str | None:
+    """What a label cell holds: "text", "number", "boolean", or None when it is missing."""
+    if value is None or value is pd.NA or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "boolean"
+    if isinstance(value, numbers.Number):
+        return "number"
+    return "text"
+
+
+def label_text(value: object) -> str:
+    """A label cell as its class name: text as it is, ``true``/``false``, a number in its shortest form.
+
+    A whole number is written without a decimal part, so ``1`` and ``1.0`` are
+    the same class, as they are the same JSON or Parquet number.
+
+    >>> [label_text(v) for v in ("1.0", 1, 1.0, 2.5, True, b"x")]
+    ['1.0', '1', '1', '2.5', 'true', 'x']
+    """
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return str(int(number)) if number.is_integer() else repr(number)
+    return as_text(value) or ""
+
+
+def read_labels(labels: pd.Series, path: Path, column: str, *, as_text: bool = False) -> pd.Series:
+    """The class names of a label column (missing cells stay missing), read by one rule for every format.
+
+    Text is read as it is; numbers and booleans by :func:`label_text`. A column
+    mixing text, numbers and booleans (JSONL ``1`` and ``"1"``) is refused unless
+    ``as_text`` (``--labels-as-text``), which reads every cell by :func:`label_text`,
+    so ``1``, ``1.0`` and ``"1"`` become one class. A CSV cell is always text.
+    """
+    _check_texts(labels, path, column, what="label")
+    kinds = [_label_kind(value) for value in labels]
+    present = pd.Series(kinds, index=labels.index, dtype=object).dropna()
+    if not as_text and present.nunique() > 1:
+        rows = [int(present[present == kind].index[0]) for kind in sorted(present.unique())]
+        examples = ", ".join(f"{labels.iloc[row]!r} in row {row + 1}" for row in rows)
+        raise InputError(
+            f"The label column {column!r} of {path} mixes {' and '.join(sorted(present.unique()))} "
+            f"({examples}); store every label the same way, or pass --labels-as-text to read each as "
+            "text (1, 1.0 and '1' then become one class)."
+        )
+    names = [None if kind is None else label_text(value) for value, kind in zip(labels, kinds, strict=True)]
+    return pd.Series(names, index=labels.index, dtype="string")
 
 
 def _check_ids(ids: pd.Series, path: Path, column: str) -> pd.Series:
@@ -218,13 +271,15 @@ def load_corpus(
     label_column: str | None = None,
     id_column: str | None = None,
     csv_separator: str | None = None,
+    labels_as_text: bool = False,
 ) -> pd.DataFrame:
     """Load a user's corpus from CSV, Parquet or JSONL.
 
     ``label_column`` None means: use a column called ``label`` if there is one,
     else treat the corpus as unlabelled. Classes are numbered in sorted order of
     their names. ``csv_separator`` None guesses a CSV's separator from its first
-    lines. Texts must be strings or numbers; bytes are decoded as UTF-8.
+    lines. Texts must be strings or numbers; bytes are decoded as UTF-8. Labels
+    are read by :func:`read_labels` (``labels_as_text``: ``--labels-as-text``).
     """
     path = check_corpus_file(path)
     reader = CORPUS_READERS[path.suffix.lower()]
@@ -254,7 +309,10 @@ def load_corpus(
     _check_texts(texts, path, text_column)
     if label_column is None:
         return documents_frame(doc_ids, texts, [pd.NA] * len(frame), [pd.NA] * len(frame))
-    names = frame[label_column].astype("string")
+    names = read_labels(
+        frame[label_column].reset_index(drop=True), path, label_column, as_text=labels_as_text
+    )
+    names.index = frame.index
     classes = sorted(names.dropna().unique())
     codes = names.map({name: code for code, name in enumerate(classes)}).astype("Int32")
     return documents_frame(doc_ids, texts, codes, names)

@@ -30,10 +30,11 @@ import pyarrow.parquet as pq
 from prefect import task
 
 from tasks.base import Settings
-from tasks.clean import clean_corpus
+from tasks.clean import clean_corpus, cleaning_lines
 from tasks.errors import OutputError, is_transient
 from tasks.ingest import ARCHIVE_ENV, ingest
 from tasks.layout import DOCUMENTS_SCHEMA, file_sha256, write_json, write_table
+from tasks.logs import run_logger
 from tasks.sample import sample_corpus
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def source_identity(source: Settings) -> dict[str, Any] | None:
             label_column=source.label_column,
             id_column=source.id_column,
             csv_separator=source.csv_separator,
+            labels_as_text=source.labels_as_text,
         )
     return identity
 
@@ -150,17 +152,24 @@ def ingest_stored(source: Settings, stored: StoredCorpus | None) -> pd.DataFrame
 def clean_stored(
     frame: pd.DataFrame, cleaning: Settings, stored: StoredCorpus | None
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """:func:`tasks.clean.clean_corpus`, reusing the stored result for the same source and settings."""
+    """:func:`tasks.clean.clean_corpus`, reusing the stored result for the same source and settings.
+
+    Logs one line per kind of row dropped or text changed (:func:`tasks.clean.cleaning_lines`).
+    """
     path = stored.cleaned(cleaning) if stored is not None else None
     if path is not None and path.exists() and path.with_suffix(".json").exists():
-        return _read(path), json.loads(path.with_suffix(".json").read_text())
-    kept, report = clean_corpus(frame, cleaning)
-    if path is not None:
-        _store(kept, path)
-        try:
-            write_json(report, path.with_suffix(".json"))
-        except OutputError:
-            pass
+        kept, report = _read(path), json.loads(path.with_suffix(".json").read_text())
+    else:
+        kept, report = clean_corpus(frame, cleaning)
+        if path is not None:
+            _store(kept, path)
+            try:
+                write_json(report, path.with_suffix(".json"))
+            except OutputError:
+                pass
+    logger = run_logger(log)
+    for line in cleaning_lines(report):
+        logger.info("%s", line)
     return kept, report
 
 

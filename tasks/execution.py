@@ -10,49 +10,139 @@ same way, with no wrapped copy of the flow to keep in step.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import socket
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
-
-from prefect.futures import PrefectFuture
-from prefect.tasks import Task
+import importlib.util
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tasks.errors import InputError, MissingDependencyError
 
 if TYPE_CHECKING:
+    from prefect.futures import PrefectFuture
+    from prefect.tasks import Task
+
     from tasks.base import Settings
+
+T = TypeVar("T")
 
 INSTALL_HINT = "--task-runner dask needs prefect-dask; install it with: pip install 'newsgroups-map[dask]'"
 CONNECT_TIMEOUT_S = 5.0
+# A worker answers once it has imported Prefect's settings: seconds, more on a loaded machine.
+WORKERS_TIMEOUT_S = 60.0
 
 
 def check_execution(settings: Settings) -> None:
-    """Refuse a Dask run that cannot start: prefect-dask missing, or a scheduler that does not answer.
+    """Refuse a Dask run that cannot start: prefect-dask missing, or an external cluster that cannot serve it.
 
     ``settings`` is a :class:`tasks.config.ExecutionSettings`. Runs before any
-    data is read, so a wrong ``--dask-address`` fails the run in seconds, not
-    after Dask's 30-second connection timeout deep inside the embed stage.
+    data is read (the command line calls it before Prefect starts), so a wrong
+    ``--dask-address`` fails the run in seconds. Each step is bounded by
+    :data:`CONNECT_TIMEOUT_S`: the address must answer as a Dask scheduler
+    (:func:`scheduler_identity`), this process must report to a Prefect server
+    (``PREFECT_API_URL``) and every worker to the same one (:func:`check_workers`),
+    or a worker would start a temporary server of its own and its batch task runs
+    would not show under the flow run.
     """
     if settings.task_runner != "dask":
         return
-    try:
-        import prefect_dask  # noqa: F401
-    except ImportError as error:
-        raise MissingDependencyError(INSTALL_HINT) from error
-    if settings.dask_address is None:
+    if importlib.util.find_spec("prefect_dask") is None:  # found, not imported: the check stays quick
+        raise MissingDependencyError(INSTALL_HINT)
+    address = settings.dask_address
+    if address is None:
         return
-    parts = urlsplit(settings.dask_address)
-    try:
-        with socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT_S):
-            pass
-    except OSError as error:
+    identity = scheduler_identity(address)
+    if identity.get("type") != "Scheduler":
         raise InputError(
-            f"The 'dask_address' parameter names a Dask scheduler that does not answer "
-            f"({settings.dask_address}: {error}); start one there with `dask scheduler`, correct "
-            "--dask-address, or leave it unset to run a local cluster."
-        ) from None
+            f"The 'dask_address' parameter names {address}, which answers as a Dask "
+            f"{identity.get('type') or 'peer'}, not a scheduler; give the scheduler's address (`dask scheduler` prints it)."
+        )
+    from prefect.settings import get_current_settings
+
+    api = get_current_settings().api.url
+    if not api:
+        raise InputError(
+            f"A run on the Dask cluster at {address} needs a Prefect server its workers can reach, and "
+            "PREFECT_API_URL is not set: start one with `prefect server start`, then set "
+            "PREFECT_API_URL=http://<host>:4200/api for this command and for each `dask worker`."
+        )
+    check_workers(address, api)
+
+
+def _run_bounded(
+    coroutine: Callable[[], Coroutine[Any, Any, T]],
+    address: str,
+    what: str,
+    *,
+    timeout: float = CONNECT_TIMEOUT_S,
+) -> T:
+    """Run ``coroutine()`` in a new event loop in its own thread, for at most ``timeout`` seconds."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coroutine(), timeout)
+
+    with ThreadPoolExecutor(1) as pool:  # the caller may be inside an event loop (a Prefect flow)
+        try:
+            return pool.submit(asyncio.run, bounded()).result()
+        except (OSError, TimeoutError, ValueError) as error:
+            reason = str(error) or f"no answer in {timeout:g} s"
+            raise InputError(
+                f"The 'dask_address' parameter names {address}, which {what} ({reason}); start a "
+                "scheduler there with `dask scheduler`, correct --dask-address, or leave it unset to "
+                "run a local cluster."
+            ) from None
+
+
+def scheduler_identity(address: str) -> dict[str, Any]:
+    """What the Dask peer at ``address`` says it is (``type``: ``"Scheduler"`` for a scheduler).
+
+    Raises :class:`~tasks.errors.InputError` naming the address when nothing
+    answers there as Dask within :data:`CONNECT_TIMEOUT_S` (a closed port, a
+    listener that stays silent, another protocol).
+    """
+    from distributed.comm import connect
+
+    async def identity() -> dict[str, Any]:
+        comm = await connect(address, timeout=CONNECT_TIMEOUT_S)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            answer = await comm.read()
+        finally:
+            comm.abort()
+        return answer if isinstance(answer, dict) else {}
+
+    return _run_bounded(identity, address, "does not answer as a Dask scheduler")
+
+
+def _prefect_api_url() -> str | None:
+    """The Prefect API this process reports to (run on each Dask worker)."""
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url
+
+
+def check_workers(address: str, api: str) -> None:
+    """Refuse a cluster whose workers report to another Prefect API than ``api`` (or to none)."""
+    from distributed import Client
+
+    async def apis() -> dict[str, str | None]:
+        async with Client(address, asynchronous=True, timeout=CONNECT_TIMEOUT_S) as client:
+            return await client.run(_prefect_api_url)
+
+    found = _run_bounded(apis, address, "did not answer for its workers", timeout=WORKERS_TIMEOUT_S)
+    if not found:
+        raise InputError(
+            f"The Dask cluster at {address} has no worker; start some with `PREFECT_API_URL={api} dask worker {address}`."
+        )
+    wrong = {worker: url for worker, url in found.items() if url != api}
+    if wrong:
+        worker, url = next(iter(wrong.items()))
+        raise InputError(
+            f"{len(wrong)} of the {len(found)} Dask workers at {address} report to "
+            f"{url or 'no Prefect server'} (worker {worker}), not to this run's {api}; restart them with "
+            f"`PREFECT_API_URL={api} dask worker {address}`, or each would start a Prefect server of its own."
+        )
 
 
 class BatchRunner:

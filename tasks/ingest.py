@@ -187,5 +187,6 @@ def ingest(settings: SourceSettings) -> pd.DataFrame:
             label_column=settings.label_column,
             id_column=settings.id_column,
             csv_separator=settings.csv_separator,
+            labels_as_text=settings.labels_as_text,
         )
     return load_newsgroups(archive=settings.archive, data_home=settings.data_home, subset=settings.subset)

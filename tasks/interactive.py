@@ -53,6 +53,7 @@ from tasks.explorer import compress, script_json
 from tasks.explorer_page import cluster_labels, explorer_payload, explorer_settings
 from tasks.layout import atomic_path
 from tasks.mapdata import MapData
+from tasks.text import plotly_text
 
 HOVER_LINE_CHARS = 70
 WEBGL_FROM = 5_000
@@ -183,9 +184,9 @@ def _hover_texts(points: pd.DataFrame) -> np.ndarray:
     """
 
     def escape(values: pd.Series) -> list[str]:
-        return [html.escape(str(v)) if v is not None else "" for v in values]
+        return [plotly_text(v) if v is not None else "" for v in values]
 
-    previews = ["<br>".join(html.escape(line) for line in _wrap(str(text))) for text in points["preview"]]
+    previews = ["<br>".join(plotly_text(line) for line in _wrap(str(text))) for text in points["preview"]]
     columns = [
         escape(points["class_name"]),
         escape(points["cluster_label"]),
@@ -208,7 +209,7 @@ def _trace(
     return _scatter(n_points)(
         **data,
         mode="markers",
-        name=html.escape(name),
+        name=plotly_text(name),
         marker={"color": colour, "size": marker_size(n_points), "opacity": 0.8},
         hovertemplate=template,
     )

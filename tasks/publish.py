@@ -17,6 +17,7 @@ from tasks.interactive import render_map_html
 from tasks.layout import RunLayout, write_png
 from tasks.mapdata import MapData, categorical_columns, prepare_map
 from tasks.plots import confusion_figure, map_figure, sweep_figure
+from tasks.text import markdown_code, markdown_text
 
 ACCURACY_KEY = "newsgroups-accuracy"
 SUMMARY_KEY = "newsgroups-summary"
@@ -60,12 +61,17 @@ def summary_markdown(
 ) -> str:
     """Markdown of the run's metrics, per-class table and plots (inlined as data-URI PNGs).
 
+    Class names and the run name are written as plain text (:func:`~tasks.text.markdown_text`).
+
     ``interactive`` is the path of ``map.html``, named so a reader can open it
     (the UI does not open local files itself).
     """
-    lines = [f"# Run `{run_name}`", ""]
+    lines = [f"# Run {markdown_code(run_name)}", ""]
     if interactive is not None:
-        lines += [f"Interactive map (open it in a browser, offline): `{interactive.resolve()}`", ""]
+        lines += [
+            f"Interactive map (open it in a browser, offline): {markdown_code(interactive.resolve())}",
+            "",
+        ]
     lines += ["| metric | value |", "| --- | --- |"]
     lines += [
         f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
@@ -79,7 +85,8 @@ def summary_markdown(
             "| --- | --- | --- | --- | --- |",
         ]
         lines += [
-            f"| {r.class_name} | {r.n_docs} | {r.accuracy:.3f} | {r.majority_share:.3f} | {r.majority_shared_with or '-'} |"
+            f"| {markdown_text(r.class_name)} | {r.n_docs} | {r.accuracy:.3f} | {r.majority_share:.3f} "
+            f"| {markdown_text(r.majority_shared_with) if r.majority_shared_with else '-'} |"
             for r in table.itertuples()
         ]
     for name, path in images.items():

@@ -273,6 +273,24 @@ CASES = [
         "The number of clusters (13) must not exceed the number of posts (12)",
     ),
     (
+        "more-classes-than-a-map-can-show",
+        lambda t, a, c: {
+            "source": SourceSettings(
+                corpus=corpus_file(
+                    t,
+                    pd.DataFrame(
+                        {
+                            "text": [f"post {i}" for i in range(402)],
+                            "label": [f"c{i // 2}" for i in range(402)],
+                        }
+                    ),
+                )
+            ),
+            "sampling": SamplingSettings(groups=[], per_class=0),
+        },
+        "The sample has 201 classes, more than the 200 a map can tell apart (--label-column); keep at most 200 with --groups",
+    ),
+    (
         "perplexity-too-large",
         lambda t, a, c: {
             "source": SourceSettings(corpus=corpus_file(t, c)),
@@ -513,3 +531,23 @@ def test_cli_refuses_an_out_of_range_value_with_the_flag_name(tmp_path):
         in result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def test_cli_refuses_n_clusters_auto_with_gmm_before_ingest_even_with_plan(tmp_path, tiny_corpus):
+    corpus = corpus_file(tmp_path, tiny_corpus)
+    runs = tmp_path / "runs"
+    result = cli(
+        "--corpus",
+        str(corpus),
+        "--clusterer",
+        "gmm",
+        "--n-clusters",
+        "auto",
+        "--plan",
+        "--output-dir",
+        str(runs),
+    )
+    assert result.returncode == 2
+    assert "n_clusters 'auto' is supported by the kmeans clusterer only; got clusterer 'gmm'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not runs.exists()  # no corpus store, no run folder

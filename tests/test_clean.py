@@ -153,3 +153,64 @@ def test_texts_of_max_chars_or_more_are_dropped(length, kept_count):
     kept, report = clean_corpus(corpus(["w" * length]), CleaningSettings(max_chars=MAX))
     assert len(kept) == kept_count
     assert report["too_long"] == 1 - kept_count
+
+
+def _flow_logs(caplog, **kwargs):
+    """Run the flow with ``kwargs`` and return its state and the task runs' log text."""
+    import logging
+
+    from flows.newsgroups import newsgroups
+
+    task_log = logging.getLogger("prefect.task_runs")
+    caplog.set_level(logging.INFO, logger=task_log.name)
+    task_log.addHandler(caplog.handler)
+    try:
+        return newsgroups(**kwargs, return_state=True), caplog.text
+    finally:
+        task_log.removeHandler(caplog.handler)
+
+
+def test_the_console_says_what_cleaning_dropped_and_changed_one_line_per_kind(tmp_path, caplog):
+    from tasks.config import EmbeddingSettings, MapSettings, OutputSettings, SourceSettings
+
+    rows = [
+        f"caf\xe9 number {i} in the {'space' if i % 2 else 'car'} club".encode("cp1252") for i in range(12)
+    ]
+    rows += [b"a text with no label", b"caf\xe9 number 0 in the car club"]
+    labels = [b"space", b"car"] * 6 + [b"", b"car"]
+    path = tmp_path / "cp1252.csv"
+    path.write_bytes(
+        b"text,label\n" + b"".join(t + b"," + lab + b"\n" for t, lab in zip(rows, labels, strict=True))
+    )
+    state, logs = _flow_logs(
+        caplog,
+        source=SourceSettings(corpus=path),
+        embedding=EmbeddingSettings(embedder="tfidf"),
+        mapping=MapSettings(reducer="pca"),
+        output=OutputSettings(output_dir=tmp_path / "runs"),
+    )
+    assert state.is_completed()
+    assert "clean: dropped 1 of 14 rows that had no label in a labelled corpus" in logs
+    assert (
+        "clean: dropped 1 of 14 rows that repeated an earlier text (--no-drop-duplicates keeps them)" in logs
+    )
+    assert "clean: 12 of the 12 texts kept held bytes that are not UTF-8, now U+FFFD" in logs
+    assert "were empty" not in logs  # no line for what did not happen
+
+
+def test_a_sample_too_small_after_cleaning_is_refused_saying_what_was_dropped(tmp_path, caplog):
+    from tasks.config import ClusterSettings, EmbeddingSettings, MapSettings, OutputSettings, SourceSettings
+
+    path = tmp_path / "same.csv"
+    path.write_text("text\n" + "the very same text\n" * 60)
+    state, _ = _flow_logs(
+        caplog,
+        source=SourceSettings(corpus=path),
+        clustering=ClusterSettings(n_clusters=2),
+        embedding=EmbeddingSettings(embedder="tfidf"),
+        mapping=MapSettings(reducer="pca"),
+        output=OutputSettings(output_dir=tmp_path / "runs"),
+    )
+    assert state.is_failed()
+    assert "the sample has 1" in state.message
+    assert "Cleaning kept 1 of 60 rows (59 duplicate dropped)." in state.message

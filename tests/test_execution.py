@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,10 +24,11 @@ from tasks.config import (
     SourceSettings,
 )
 from tasks.errors import InputError
-from tasks.execution import check_execution
+from tasks.execution import check_execution, scheduler_identity
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "test-key-dask"
+DASK_COMMAND = str(Path(sys.executable).with_name("dask"))
 DASK = ExecutionSettings(task_runner="dask", dask_workers=2)
 
 
@@ -53,17 +60,137 @@ def test_invalid_execution_settings_are_rejected_naming_the_field(changes, field
 
 def test_an_unreachable_scheduler_is_refused_before_any_work_with_the_fix():
     address = f"tcp://127.0.0.1:{_free_port()}"
-    with pytest.raises(InputError, match=r"Dask scheduler that does not answer .*start one there"):
+    with pytest.raises(
+        InputError, match=rf"{address}, which does not answer as a Dask scheduler .*`dask scheduler`"
+    ):
         check_execution(ExecutionSettings(task_runner="dask", dask_address=address))
 
 
-def test_a_listening_scheduler_address_and_the_thread_runner_pass_the_check():
+def test_the_thread_runner_and_a_local_cluster_pass_the_check():
     check_execution(ExecutionSettings())
+    check_execution(DASK)
+
+
+@pytest.fixture
+def silent_listener():
+    """A port that accepts connections and never says a word."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        port = listener.getsockname()[1]
-        check_execution(ExecutionSettings(task_runner="dask", dask_address=f"tcp://127.0.0.1:{port}"))
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_a_silent_listener_is_refused_in_one_sentence_within_15_s_leaving_no_folder(
+    silent_listener, tmp_path
+):
+    start = time.monotonic()
+    result = _command(tmp_path, "--task-runner", "dask", "--dask-address", silent_listener)
+    elapsed = time.monotonic() - start
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1 and silent_listener in lines[0] and "does not answer as a Dask scheduler" in lines[0]
+    )
+    assert elapsed < 15
+    assert not (tmp_path / "runs").exists()
+
+
+def _command(tmp_path, *flags, env=None):
+    """The command line on a tiny corpus, in a new process; returns the finished process."""
+    corpus = tmp_path / "corpus.csv"
+    corpus.write_text("text,label\n" + "".join(f"post number {i},c{i % 2}\n" for i in range(8)))
+    command = [sys.executable, "-m", "flows.newsgroups", "--corpus", str(corpus), "--embedder", "tfidf"]
+    command += ["--output-dir", str(tmp_path / "runs"), *flags]
+    env = env or {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """A real ``dask scheduler`` on a free port of 127.0.0.1; yields its address."""
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    process = subprocess.Popen(
+        [
+            DASK_COMMAND,
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            address.rsplit(":", 1)[1],
+            "--no-dashboard",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while scheduler_answers(address) is False:
+            assert time.monotonic() < deadline, "dask scheduler did not start"
+            time.sleep(0.5)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def scheduler_answers(address: str) -> bool:
+    try:
+        return scheduler_identity(address)["type"] == "Scheduler"
+    except InputError:
+        return False
+
+
+@contextlib.contextmanager
+def worker(address: str, tmp_path, api: str | None):
+    """A real ``dask worker`` for ``address``, reporting to the Prefect API ``api`` (None: none set)."""
+    from distributed import Client
+
+    env = {**os.environ, "PYTHONPATH": ROOT, "PREFECT_HOME": str(tmp_path / "worker-prefect")}
+    env.pop("PREFECT_API_URL", None)
+    if api:
+        env["PREFECT_API_URL"] = api
+    process = subprocess.Popen(
+        [DASK_COMMAND, "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(1, timeout=120)
+        yield
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+@pytest.mark.slow
+def test_a_cluster_whose_workers_have_no_prefect_server_is_refused_naming_what_to_set(scheduler, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    settings = ExecutionSettings(task_runner="dask", dask_address=scheduler)
+    with worker(scheduler, tmp_path, api=None):
+        with pytest.raises(
+            InputError, match=rf"report to no Prefect server .*PREFECT_API_URL={re.escape(api)} dask worker"
+        ):
+            check_execution(settings)
+    with worker(scheduler, tmp_path, api=api):
+        check_execution(settings)  # every worker reports to this run's server
+
+
+@pytest.mark.slow
+def test_the_command_on_a_cluster_without_prefect_api_url_is_refused_before_work(scheduler, tmp_path):
+    env = {**os.environ, "PYTHONPATH": ROOT, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    result = _command(tmp_path, "--task-runner", "dask", "--dask-address", scheduler, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: A run on the Dask cluster at {scheduler} needs a Prefect server its workers can reach, and "
+        "PREFECT_API_URL is not set: start one with `prefect server start`, then set "
+        "PREFECT_API_URL=http://<host>:4200/api for this command and for each `dask worker`."
+    ]
+    assert not (tmp_path / "runs").exists()
 
 
 def _run(archive, data_home, output_dir, name, embedding, execution):

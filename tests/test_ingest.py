@@ -221,3 +221,47 @@ def test_non_ascii_utf8_texts_round_trip_unchanged(tmp_path, suffix):
     frame = load_corpus(path)
     assert frame["text"].tolist() == UNICODE_TEXTS
     assert not frame["text"].str.contains("\ufffd").any()
+
+
+def _labels_corpus(tmp_path: Path, suffix: str, labels: list) -> Path:
+    path = tmp_path / f"labels{suffix}"
+    frame = pd.DataFrame({"text": [f"post {i}" for i in range(len(labels))], "label": labels})
+    if suffix == ".jsonl":
+        path.write_text(
+            "".join(frame.iloc[[i]].to_json(orient="records", lines=True) for i in range(len(frame)))
+        )
+    elif suffix == ".parquet":
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+def test_a_jsonl_label_column_mixing_numbers_and_text_is_refused_naming_the_option(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": "1"}\n')
+    with pytest.raises(
+        InputError, match=r"mixes number and text \(1 in row 1, '1' in row 2\).*--labels-as-text"
+    ):
+        load_corpus(path)
+    merged = load_corpus(path, labels_as_text=True)
+    assert merged["class_name"].tolist() == ["1", "1"] and merged["label"].nunique() == 1
+
+
+def test_numbers_and_booleans_read_the_same_in_jsonl_and_parquet_and_csv_keeps_the_text(tmp_path):
+    numbers = [1, 1.0, 2.5, None]
+    for suffix in (".jsonl", ".parquet"):
+        frame = load_corpus(_labels_corpus(tmp_path, suffix, numbers))
+        assert frame["class_name"].tolist()[:3] == ["1", "1", "2.5"] and frame["class_name"].isna().iloc[3]
+        booleans = load_corpus(_labels_corpus(tmp_path, suffix, [True, False]))
+        assert booleans["class_name"].tolist() == ["true", "false"]
+    path = tmp_path / "labels.csv"
+    path.write_text("text,label\na,1\nb,1.0\nc,true\nd,'1'\n")
+    assert load_corpus(path)["class_name"].tolist() == ["1", "1.0", "true", "'1'"]  # a CSV cell is its text
+
+
+def test_a_label_that_is_a_list_is_refused_naming_the_row(tmp_path):
+    path = tmp_path / "lists.jsonl"
+    path.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": ["x", "y"]}\n')
+    with pytest.raises(InputError, match=r"label column 'label' .* holds a list in row 2"):
+        load_corpus(path)

@@ -111,8 +111,9 @@ def test_post_texts_are_escaped_so_they_cannot_inject_markup():
     assert "<script>alert" not in page and "<b>bold" not in page
     assert "<title>&lt;i&gt;Map&lt;/i&gt;</title>" in page
     noise = map_figure(data).data[3]
-    assert noise.customdata[0][2] == "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more"
-    assert noise.customdata[0][3] == "&lt;b&gt;bold&lt;/b&gt; claims about &quot;rockets&quot;"
+    # Plotly decodes &amp; &lt; &gt; but shows &quot; as written: quotes stay as they are.
+    assert noise.customdata[0][2] == "&lt;script&gt;alert('x')&lt;/script&gt; &amp; more"
+    assert noise.customdata[0][3] == '&lt;b&gt;bold&lt;/b&gt; claims about "rockets"'
 
 
 def test_long_previews_are_wrapped_for_the_hover_label():

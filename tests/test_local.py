@@ -93,8 +93,8 @@ def test_check_ready_for_a_model_not_fetched_names_the_fetch_command_without_imp
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         "The local model embeddinggemma-300m is not fetched; "
-        "fetch it with: python -m tasks.embed.models fetch embeddinggemma-300m"
-    )
+        f"fetch it with: python -m tasks.embed.models --models-dir {tmp_path} fetch embeddinggemma-300m"
+    )  # the hint names the --models-dir the user gave
 
 
 # --- the real models --------------------------------------------------------------------------

