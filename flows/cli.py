@@ -1,27 +1,26 @@
-"""The command line, generated from the flow's typed parameters.
+"""The command line, generated from each flow's settings model.
 
-Each pydantic settings model the flow takes becomes a group of flags, one per
-field (``per_class`` -> ``--per-class``), with the field's description and
-default as help. Values are validated by the same models, so the CLI, the
-Prefect UI and deployments share one definition and one set of defaults.
+A flow the command line serves is declared once, in :data:`COMMANDS`: its
+entrypoint, the model in ``tasks/config.py`` whose fields are the flow's
+parameters, and a one-line summary. A field that is a settings model becomes
+a group of flags, one per its own field (``per_class`` -> ``--per-class``),
+with the field's description and default as help; any other field becomes one
+flag. Values are validated by the same models, so the CLI, the Prefect UI and
+deployments share one definition and one set of defaults.
 
 Everything that can be checked without reading data (flags, files, the output
-folder) is checked before the flow's module is imported: the parameters are
-read from the flow's source, as ``prefect deploy`` reads them, so a refusal
-comes in well under a second, before Prefect and the stages are imported
-(seconds) and before Prefect starts its temporary server. The flow runs in a thread while the main
-thread waits for signals: Ctrl-C or SIGTERM ends the run at once (the batches
-already embedded stay in the cache), and a watchdog process ends the temporary
-server even when the command itself is killed.
+folder) is checked before the flow's module is imported, so a refusal comes in
+well under a second, before Prefect and the stages are imported (seconds) and
+before Prefect starts its temporary server. The flow runs in a thread while the
+main thread waits for signals: Ctrl-C or SIGTERM ends the run at once (the
+batches already embedded stay in the cache), and a watchdog process ends the
+temporary server even when the command itself is killed.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib
-import importlib.util
-import inspect
 import logging
 import os
 import signal
@@ -31,27 +30,69 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from flows.watchdog import descendants, end_processes, start_time, start_watchdog
-from tasks.config import SAMPLING_DEFAULTS, ExecutionSettings, OutputSettings, SourceSettings
+from tasks.config import (
+    SAMPLING_DEFAULTS,
+    CompareSettings,
+    ExecutionSettings,
+    OutputSettings,
+    RunSettings,
+    SourceSettings,
+)
 from tasks.errors import InputError, PipelineError
 from tasks.text import console_text
 
 
+@dataclass(frozen=True)
+class Command:
+    """A flow served by the command line.
+
+    Attributes
+    ----------
+    entrypoint : str
+        ``"module:function"``, e.g. ``"flows.newsgroups:newsgroups"``.
+    parameters : type of BaseModel
+        The model whose fields are the flow's parameters, in order, with their
+        types and defaults (a test holds each flow's signature to it).
+    summary : str
+        What the flow does, shown at the top of ``--help``.
+    """
+
+    entrypoint: str
+    parameters: type[BaseModel]
+    summary: str
+
+    def load(self) -> Any:
+        """Import the flow's module (Prefect and every stage with it) and return the flow."""
+        module, function = self.entrypoint.split(":")
+        return getattr(importlib.import_module(module), function)
+
+
+#: The flows the command line serves; a flow's module calls ``main("<its entrypoint>")`` under ``__main__``.
+COMMANDS = {
+    command.entrypoint: command
+    for command in (
+        Command(
+            "flows.newsgroups:newsgroups",
+            RunSettings,
+            "Embed a corpus, map it to 2-D, cluster it and score the clusters against the classes.",
+        ),
+        Command(
+            "flows.compare:compare",
+            CompareSettings,
+            "Run one sample through several embedders and clusterers, and compare them side by side.",
+        ),
+    )
+}
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
-
-
-def _choices(annotation: Any) -> list[Any] | None:
-    return list(get_args(annotation)) if get_origin(annotation) is Literal else None
-
-
-def _is_list(annotation: Any) -> bool:
-    return get_origin(annotation) is list
 
 
 def _shown(value: Any) -> str:
@@ -66,26 +107,6 @@ def _shown_default(name: str, default: Any) -> str:
     return _shown(default)
 
 
-def _add_option(
-    group: argparse._ArgumentGroup, name: str, annotation: Any, default: Any, help_text: str
-) -> None:
-    shown = _shown_default(name, default)
-    kwargs: dict[str, Any] = {
-        "dest": name,
-        "default": argparse.SUPPRESS,
-        "help": f"{help_text} [default: {shown}]",
-    }
-    if annotation is bool:
-        kwargs["action"] = argparse.BooleanOptionalAction
-    elif _is_list(annotation):
-        kwargs.update(nargs="*", metavar="VALUE")
-    elif choices := _choices(annotation):
-        kwargs.update(choices=choices, metavar="{" + ",".join(map(str, choices)) + "}")
-    else:
-        kwargs["metavar"] = name.upper()
-    group.add_argument(_flag(name), **kwargs)
-
-
 def _unwrap_optional(annotation: Any) -> Any:
     """``X | None`` -> ``X``; anything else unchanged."""
     if get_origin(annotation) in (Union, UnionType):
@@ -95,103 +116,55 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
-@dataclass(frozen=True)
-class FlowSource:
-    """What the command line needs of a flow, read from its source file without importing it.
-
-    Attributes
-    ----------
-    entrypoint : str
-        ``"module:function"``, e.g. ``"flows.newsgroups:newsgroups"``.
-    doc : str
-        The flow function's docstring.
-    parameters : dict of str to (annotation, default)
-        The flow's parameters, in order.
-    """
-
-    entrypoint: str
-    doc: str
-    parameters: dict[str, tuple[Any, Any]]
-
-    def load(self) -> Any:
-        """Import the flow's module (Prefect and every stage with it) and return the flow."""
-        module, function = self.entrypoint.split(":")
-        return getattr(importlib.import_module(module), function)
-
-    def planner(self) -> Any:
-        """The flow's ``--plan`` answer as plain functions (``flows.plans.<flow function>``), or None."""
-        return getattr(importlib.import_module("flows.plans"), self.entrypoint.split(":")[1], None)
+def field_type(info: FieldInfo) -> Any:
+    """The field's type with its constraints, as a flow parameter would declare it."""
+    return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
 
 
-def read_flow(entrypoint: str) -> FlowSource:
-    """The parameters and docstring of the flow at ``entrypoint``, read from its source.
-
-    Annotations and defaults are evaluated in the namespace of ``tasks.config``,
-    which defines every type a flow parameter may have; a flow that used another
-    one fails here with a NameError, on every run of its command line.
-    """
-    import tasks.config
-
-    module, function = entrypoint.split(":")
-    spec = importlib.util.find_spec(module)
-    source = Path(spec.origin).read_text()
-    node = next(
-        node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef) and node.name == function
-    )
-    namespace = dict(vars(tasks.config))
-
-    def value(expression: ast.expr) -> Any:
-        return eval(compile(ast.Expression(expression), spec.origin, "eval"), namespace)
-
-    arguments = node.args.args
-    defaults = [inspect.Parameter.empty] * (len(arguments) - len(node.args.defaults)) + [
-        value(default) for default in node.args.defaults
-    ]
-    parameters = {
-        arg.arg: (value(arg.annotation), default) for arg, default in zip(arguments, defaults, strict=True)
+def parameters(model: type[BaseModel]) -> dict[str, tuple[Any, Any]]:
+    """The command line's flow parameters: each field of ``model`` as ``(type, default)``, in order."""
+    return {
+        name: (field_type(info), info.get_default(call_default_factory=True))
+        for name, info in model.model_fields.items()
     }
-    return FlowSource(entrypoint, ast.get_docstring(node) or "", parameters)
 
 
-def _documented(flow: FlowSource, name: str) -> str:
-    """The description of ``name`` in the flow docstring's numpydoc "Parameters" section."""
-    lines = flow.doc.splitlines()
-    for index, line in enumerate(lines):
-        if line.split(":")[0].strip() == name and ":" in line:
-            body = []
-            for following in lines[index + 1 :]:
-                if not following.startswith("    "):
-                    break
-                body.append(following.strip())
-            return " ".join(body)
-    return ""
+def _is_group(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-def _default(info: FieldInfo) -> Any:
-    return info.default_factory() if info.default_factory else info.default  # type: ignore[call-arg]
+def _add_option(group: Any, name: str, info: FieldInfo) -> None:
+    annotation = _unwrap_optional(info.annotation)
+    shown = _shown_default(name, info.get_default(call_default_factory=True))
+    kwargs: dict[str, Any] = {
+        "dest": name,
+        "default": argparse.SUPPRESS,
+        "help": f"{info.description or ''} [default: {shown}]",
+    }
+    if annotation is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif get_origin(annotation) is list:
+        kwargs.update(nargs="*", metavar="VALUE")
+    elif get_origin(annotation) is Literal:
+        choices = list(get_args(annotation))
+        kwargs.update(choices=choices, metavar="{" + ",".join(map(str, choices)) + "}")
+    else:
+        kwargs["metavar"] = name.upper()
+    group.add_argument(_flag(name), **kwargs)
 
 
-def build_parser(flow: FlowSource, prog: str) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per settings field and per plain flow argument."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=flow.doc.split("\n\n")[0],
-        # A mistyped flag is refused instead of read as the flag it abbreviates.
-        allow_abbrev=False,
-    )
-    for name, (annotation, default) in flow.parameters.items():
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            group = parser.add_argument_group(name, (annotation.__doc__ or "").strip().split("\n")[0])
-            for field_name, info in annotation.model_fields.items():
-                _add_option(
-                    group,
-                    field_name,
-                    _unwrap_optional(info.annotation),
-                    _default(info),
-                    info.description or "",
-                )
+def build_parser(command: Command, prog: str) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per field of each settings group and per other parameter."""
+    # allow_abbrev=False: a mistyped flag is refused instead of read as the flag it abbreviates.
+    parser = argparse.ArgumentParser(prog=prog, description=command.summary, allow_abbrev=False)
+    for name, info in command.parameters.model_fields.items():
+        if _is_group(info.annotation):
+            model = info.annotation
+            group = parser.add_argument_group(name, (model.__doc__ or "").strip().split("\n")[0])
+            for field_name, field_info in model.model_fields.items():
+                _add_option(group, field_name, field_info)
         else:
-            _add_option(parser, name, _unwrap_optional(annotation), default, _documented(flow, name))
+            _add_option(parser, name, info)
     parser.add_argument("--debug", action="store_true", help="Show full tracebacks and debug logs.")
     return parser
 
@@ -206,19 +179,20 @@ def _sentence(error: ValidationError, parameter: str) -> str:
     return "Invalid parameter " + "; ".join(problems) + ". See --help."
 
 
-def flow_kwargs(flow: FlowSource, args: argparse.Namespace) -> dict[str, Any]:
-    """Build the flow's keyword arguments from parsed flags; raise :class:`InputError` if invalid."""
+def flow_kwargs(command: Command, args: argparse.Namespace) -> dict[str, Any]:
+    """The flow's keyword arguments from parsed flags (each group, and each other flag given).
+
+    Raises :class:`InputError` naming the flag when a value is invalid.
+    """
     given = {k: v for k, v in vars(args).items() if k != "debug"}
     kwargs: dict[str, Any] = {}
     try:
-        for name, (annotation, _default) in flow.parameters.items():
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                fields = {f: given[f] for f in annotation.model_fields if f in given}
-                kwargs[name] = annotation(**fields)
+        for name, info in command.parameters.model_fields.items():
+            if _is_group(info.annotation):
+                model = info.annotation
+                kwargs[name] = model(**{f: given[f] for f in model.model_fields if f in given})
             elif name in given:
-                from pydantic import TypeAdapter
-
-                kwargs[name] = TypeAdapter(annotation).validate_python(given[name])
+                kwargs[name] = TypeAdapter(field_type(info)).validate_python(given[name])
     except ValidationError as error:
         raise InputError(_sentence(error, name)) from None
     return kwargs
@@ -323,6 +297,11 @@ def _log_stages_to_console() -> None:
     logging.getLogger("tasks").setLevel(logging.INFO)
 
 
+def _planner(entrypoint: str) -> Any:
+    """The flow's ``--plan`` answer as plain functions (``flows.plans.<flow function>``)."""
+    return getattr(importlib.import_module("flows.plans"), entrypoint.split(":")[1])
+
+
 def _plans_only(kwargs: dict[str, Any]) -> bool:
     """Whether the run asked only for its plan (``--plan``)."""
     embedding = kwargs.get("embedding")
@@ -358,15 +337,15 @@ def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
     it takes over SIGINT and SIGTERM and starts a watchdog that ends this
     process's children when it dies.
     """
-    flow = read_flow(entrypoint)
-    parser = build_parser(flow, prog="python -m " + entrypoint.split(":")[0])
+    command = COMMANDS[entrypoint]
+    parser = build_parser(command, prog="python -m " + entrypoint.split(":")[0])
     args = parser.parse_args(argv)
     try:
-        kwargs = flow_kwargs(flow, args)
+        kwargs = flow_kwargs(command, args)
         check_files(kwargs)
         # --plan imports only the first stages; either import brings Prefect, which sets up its log handlers.
-        planner = flow.planner() if _plans_only(kwargs) else None
-        flow_fn = flow.load() if planner is None else None
+        planner = _planner(entrypoint) if _plans_only(kwargs) else None
+        flow_fn = command.load() if planner is None else None
         if not args.debug:
             _hide_refusals()
         _stop_on_signals(kwargs)

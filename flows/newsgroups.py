@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__":
-    # The command line reads the flow's parameters from this file and refuses a bad flag or file
-    # before the imports below run: Prefect and the stages take seconds to import.
+    # The command line (declared in flows/cli.py, COMMANDS) refuses a bad flag or file before the
+    # imports below run: Prefect and the stages take seconds to import.
     from flows.cli import main
 
     sys.exit(main("flows.newsgroups:newsgroups"))

@@ -458,3 +458,16 @@ class RunSettings(Settings):
         return cls.model_validate(
             {name: value for name, value in parameters.items() if name in cls.model_fields}
         )
+
+
+class CompareSettings(RunSettings):
+    """A comparison's parameters: one run's settings, and the embedders and clusterers it compares."""
+
+    embedders: list[EmbedderName] | None = Field(
+        None,
+        description="The embedders to compare (default: local and tfidf, and gemini when an API key is set).",
+    )
+    clusterers: list[ClustererName] | None = Field(
+        None,
+        description="The clusterers to compare, each on every embedder's vectors (default: kmeans hdbscan).",
+    )
