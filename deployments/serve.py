@@ -27,6 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from flows.newsgroups import newsgroups
 from flows.update import update
+from tasks.environment import configure_environment
 from tasks.errors import InputError, PipelineError
 
 PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
@@ -169,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check", action="store_true", help="Only validate the deployments' parameters, then exit."
     )
     args = parser.parse_args(argv)
+    # The runs this process starts are child processes, which read these settings when they start.
+    configure_environment()
     try:
         specs = select(load_specs(args.file), args.name)
         deployments = [to_runner_deployment(spec) for spec in specs]

@@ -44,6 +44,7 @@ from tasks.config import (
     RunSettings,
     SourceSettings,
 )
+from tasks.environment import configure_environment
 from tasks.errors import InputError, PipelineError
 from tasks.text import console_text
 
@@ -287,21 +288,6 @@ def _stop_on_signals(kwargs: dict[str, Any]) -> None:
         signal.signal(signum, stop)
 
 
-def _log_stages_to_console() -> None:
-    """Show the stages' INFO lines (a preset's settings, the corpus store) where they run without a flow.
-
-    ``--plan`` runs the stages as plain functions. Prefect has given their
-    ``tasks`` loggers its handlers (``PREFECT_LOGGING_EXTRA_LOGGERS``), whose
-    console one prints them once the level lets INFO through.
-    """
-    logging.getLogger("tasks").setLevel(logging.INFO)
-
-
-def _planner(entrypoint: str) -> Any:
-    """The flow's ``--plan`` answer as plain functions (``flows.plans.<flow function>``)."""
-    return getattr(importlib.import_module("flows.plans"), entrypoint.split(":")[1])
-
-
 def _plans_only(kwargs: dict[str, Any]) -> bool:
     """Whether the run asked only for its plan (``--plan``)."""
     embedding = kwargs.get("embedding")
@@ -337,21 +323,22 @@ def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
     it takes over SIGINT and SIGTERM and starts a watchdog that ends this
     process's children when it dies.
     """
+    configure_environment()  # before Prefect or pyarrow is imported: they read it then
     command = COMMANDS[entrypoint]
     parser = build_parser(command, prog="python -m " + entrypoint.split(":")[0])
     args = parser.parse_args(argv)
     try:
         kwargs = flow_kwargs(command, args)
         check_files(kwargs)
-        # --plan imports only the first stages; either import brings Prefect, which sets up its log handlers.
-        planner = _planner(entrypoint) if _plans_only(kwargs) else None
-        flow_fn = command.load() if planner is None else None
+        # Importing the flow brings Prefect, which sets up its log handlers.
+        flow_fn = command.load()
         if not args.debug:
             _hide_refusals()
         _stop_on_signals(kwargs)
-        if planner is not None:
-            _log_stages_to_console()
-            manifest = planner(**kwargs)
+        if _plans_only(kwargs):
+            # The flow's own body as a plain function: its first steps, up to the plan, without a
+            # Prefect server (its tasks run as their functions outside a flow run: tasks.run.call).
+            manifest = flow_fn.fn(**kwargs)
         else:
             start_watchdog()
             manifest = _run_in_thread(flow_fn, kwargs)

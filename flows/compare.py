@@ -23,9 +23,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.pipeline import analyse_sample
-from flows.plans import checked_variants
-from tasks.compare import distinct_plans, draw_sample_task, keep_sample, publish_comparison
+from tasks.compare import checked_variants, distinct_plans, keep_sample, publish_comparison
 from tasks.config import (
     CleaningSettings,
     ClustererName,
@@ -40,6 +38,8 @@ from tasks.config import (
     Seed,
     SourceSettings,
 )
+from tasks.corpus_store import draw_sample
+from tasks.pipeline import analyse_sample
 from tasks.run import open_run
 
 
@@ -95,20 +95,21 @@ def compare(
         embedders,
         clusterers,
     )
-    sample, counts = draw_sample_task(base)
-    manifests, roots = {}, {}
-    for variant, settings in runs.items():
-        with open_run(settings) as run:
-            run.step("sample", keep_sample, sample, layout=run.layout)
-            run.record(counts=counts)
-            analyse_sample(run, sample, settings)
-        manifests[variant], roots[variant] = run.manifest, run.layout.root
-    if base.embedding.plan:
-        return {
-            "planned_only": True,
-            "plans": distinct_plans([manifest["plan"] for manifest in manifests.values()]),
-        }
     with open_run(base) as comparison:
-        table = comparison.step("publish", publish_comparison, manifests, roots, layout=comparison.layout)
-        comparison.record(comparison=table.to_dict(orient="records"))
+        sample = draw_sample(comparison, base)
+        manifests, roots = {}, {}
+        for variant, settings in runs.items():
+            with open_run(settings) as run:
+                run.step("sample", keep_sample, sample, layout=run.layout)
+                run.record(counts=comparison.report["counts"])
+                analyse_sample(run, sample, settings)
+            manifests[variant], roots[variant] = run.manifest, run.layout.root
+        if base.embedding.plan:
+            comparison.discard()
+            comparison.record(plans=distinct_plans([manifest["plan"] for manifest in manifests.values()]))
+        else:
+            table = comparison.step("publish", publish_comparison, manifests, roots, layout=comparison.layout)
+            comparison.record(comparison=table.to_dict(orient="records"))
+    if base.embedding.plan:
+        return {"planned_only": True, "plans": comparison.manifest["plans"]}
     return comparison.manifest

@@ -19,7 +19,6 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.pipeline import analyse_sample
 from tasks.check import check_settings
 from tasks.config import (
     CleaningSettings,
@@ -34,9 +33,9 @@ from tasks.config import (
     Seed,
     SourceSettings,
 )
-from tasks.corpus_store import clean_task, ingest_task, locate_corpus
+from tasks.corpus_store import draw_sample
+from tasks.pipeline import analyse_sample
 from tasks.run import open_run
-from tasks.sample import sample_task
 
 
 def _flow_run_name() -> str:
@@ -92,13 +91,5 @@ def newsgroups(
     )
     check_settings(settings)
     with open_run(settings, label=settings.embedding.embedder) as run:
-        stored = locate_corpus(settings)
-        corpus = run.step("ingest", ingest_task, settings.source, stored=stored)
-        cleaned, dropped = run.step("clean", clean_task, corpus, settings.cleaning, stored=stored)
-        sample = run.step("sample", sample_task, cleaned, settings.sampling, seed=seed, layout=run.layout)
-        run.record(
-            counts={"ingested": len(corpus), "cleaned": dropped},
-            corpus=stored.describe(settings.cleaning) if stored else None,
-        )
-        analyse_sample(run, sample, settings)
+        analyse_sample(run, draw_sample(run, settings), settings)
     return run.manifest

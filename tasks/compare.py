@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,8 +17,8 @@ from matplotlib.lines import Line2D
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from tasks.check import check_settings
 from tasks.config import RunSettings
-from tasks.corpus_store import draw_sample
 from tasks.embed._gemini import KEY_VARIABLES
 from tasks.layout import (
     COMPARISON_SCHEMA,
@@ -25,6 +26,7 @@ from tasks.layout import (
     NOISE,
     NOISE_LABEL,
     RunLayout,
+    default_run_name,
     write_png,
     write_table,
 )
@@ -39,6 +41,21 @@ MAPS_NAME = "comparison_maps"
 def default_embedders(environ: dict[str, str]) -> list[str]:
     """The embedders compared by default: local and tfidf, and gemini when an API key is set."""
     return ["local", "tfidf", *(["gemini"] if any(environ.get(v) for v in KEY_VARIABLES) else [])]
+
+
+def checked_variants(
+    parameters: dict[str, Any], embedders: Sequence[str] | None, clusterers: Sequence[str] | None
+) -> tuple[RunSettings, dict[str, RunSettings]]:
+    """A comparison's own settings and each variant's, every one checked before any work."""
+    output = parameters["output"]
+    name = output.run_name or default_run_name("compare")
+    base = RunSettings(**parameters | {"output": output.model_copy(update={"run_name": name})})
+    runs = variants(
+        base, embedders or default_embedders(dict(os.environ)), clusterers or ["kmeans", "hdbscan"]
+    )
+    for settings in runs.values():
+        check_settings(settings)
+    return base, runs
 
 
 def variants(
@@ -162,9 +179,3 @@ def publish_comparison(
 def keep_sample(sample: pd.DataFrame, *, layout: RunLayout) -> None:
     """Write the shared sample into a variant's run folder, so each folder keeps the output contract."""
     write_table(sample, layout.sample, DOCUMENTS_SCHEMA)
-
-
-@task(name="draw-sample", task_run_name="draw-sample")
-def draw_sample_task(settings: RunSettings) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Ingest, clean and sample once for every variant (:func:`tasks.corpus_store.draw_sample`)."""
-    return draw_sample(settings)

@@ -35,7 +35,8 @@ from tasks.errors import OutputError, is_transient
 from tasks.ingest import ARCHIVE_ENV, ingest
 from tasks.layout import DOCUMENTS_SCHEMA, file_sha256, write_json, write_table
 from tasks.logs import run_logger
-from tasks.sample import sample_corpus
+from tasks.run import Run
+from tasks.sample import sample_task
 
 log = logging.getLogger(__name__)
 
@@ -173,21 +174,6 @@ def clean_stored(
     return kept, report
 
 
-def draw_sample(settings: Settings) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Ingest, clean (through the run's store) and sample a run's source, as plain functions.
-
-    ``settings`` is a :class:`tasks.config.RunSettings`. Returns the sample and
-    the counts (``ingested``, and ``cleaned``: what cleaning dropped). For
-    callers that need the sample without one task per stage: the comparison
-    (one sample for every variant) and the command line's ``--plan``.
-    """
-    stored = locate_corpus(settings)
-    corpus = ingest_stored(settings.source, stored)
-    cleaned, dropped = clean_stored(corpus, settings.cleaning, stored)
-    sample = sample_corpus(cleaned, settings.sampling, seed=settings.seed)
-    return sample, {"ingested": len(corpus), "cleaned": dropped}
-
-
 @task(
     name="ingest",
     task_run_name="ingest",
@@ -206,3 +192,24 @@ def clean_task(
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Prefect task: :func:`clean_stored`."""
     return clean_stored(frame, cleaning, stored)
+
+
+def draw_sample(run: Run, settings: Settings) -> pd.DataFrame:
+    """Ingest, clean (through the run's corpus store) and sample a run's source: the front of every flow.
+
+    ``settings`` is a :class:`tasks.config.RunSettings`. Each stage is a step of
+    ``run`` (a Prefect task inside a flow run, its plain function outside one);
+    the counts (``ingested``, and ``cleaned``: what cleaning dropped) and the
+    stored corpus used are recorded in the run's manifest.
+    """
+    stored = locate_corpus(settings)
+    corpus = run.step("ingest", ingest_task, settings.source, stored=stored)
+    cleaned, dropped = run.step("clean", clean_task, corpus, settings.cleaning, stored=stored)
+    sample = run.step(
+        "sample", sample_task, cleaned, settings.sampling, seed=settings.seed, layout=run.layout
+    )
+    run.record(
+        counts={"ingested": len(corpus), "cleaned": dropped},
+        corpus=stored.describe(settings.cleaning) if stored else None,
+    )
+    return sample

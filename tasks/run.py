@@ -22,8 +22,11 @@ from importlib.metadata import PackageNotFoundError, requires, version
 from typing import Any, TypeVar
 
 from packaging.requirements import Requirement
+from prefect import Task
+from prefect.context import FlowRunContext
 
 from tasks.base import Settings
+from tasks.environment import log_stages
 from tasks.errors import PipelineError
 from tasks.layout import RunLayout, create_run, default_run_name, file_sha256, release_run, write_json
 
@@ -69,10 +72,10 @@ class Run:
         return self.layout.root.name
 
     def step(self, stage: str, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Call ``function(*args, **kwargs)`` as the stage ``stage``, timing it."""
+        """Call ``function(*args, **kwargs)`` as the stage ``stage`` (see :func:`call`), timing it."""
         start = time.perf_counter()
         try:
-            return function(*args, **kwargs)
+            return call(function, *args, **kwargs)
         finally:
             elapsed = time.perf_counter() - start
             self.timings_s[stage] = round(self.timings_s.get(stage, 0.0) + elapsed, 3)
@@ -86,6 +89,17 @@ class Run:
                 self.report[key] = value
 
 
+def call(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Call a Prefect task as a task inside a flow run, and as its plain function outside one.
+
+    So a flow's body also runs as a plain function: the command line answers
+    ``--plan`` with the flow's own first steps, without starting a Prefect server.
+    """
+    if isinstance(function, Task) and FlowRunContext.get() is None:
+        return function.fn(*args, **kwargs)
+    return function(*args, **kwargs)
+
+
 @contextlib.contextmanager
 def open_run(settings: Settings, *, label: str | None = None) -> Iterator[Run]:
     """Create and lock the run folder of ``settings``; write the manifest when the block succeeds.
@@ -93,6 +107,7 @@ def open_run(settings: Settings, *, label: str | None = None) -> Iterator[Run]:
     ``settings.output`` names the folder (``output_dir``, ``run_name``; a missing
     run name becomes the UTC time, ``label`` and a random suffix).
     """
+    log_stages()
     output = settings.output  # type: ignore[attr-defined]
     layout = create_run(output.output_dir, output.run_name or default_run_name(label or "run"))
     run = Run(layout, settings)

@@ -12,6 +12,10 @@ os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from tasks.environment import configure_environment  # noqa: E402
+
+configure_environment()  # as every entry point does, before Prefect is imported
+
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")

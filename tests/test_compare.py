@@ -7,7 +7,6 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from flows import plans
 from flows.compare import compare
 from tasks.compare import default_embedders, variants
 from tasks.config import (
@@ -80,7 +79,7 @@ def test_compare_runs_every_variant_on_one_sample_and_publishes_the_table(archiv
 
 @pytest.mark.slow
 def test_the_comparisons_plan_without_prefect_is_the_flows_plan(archive, data_home, tmp_path):
-    # `python -m flows.compare --plan` answers with flows.plans.compare; a deployment plans through the flow.
+    # `python -m flows.compare --plan` answers with the flow's body as a plain function.
     kwargs = dict(
         source=SourceSettings(archive=archive, data_home=data_home),
         sampling=SamplingSettings(per_class=10),
@@ -90,7 +89,7 @@ def test_the_comparisons_plan_without_prefect_is_the_flows_plan(archive, data_ho
         embedders=["tfidf", "local"],
         clusterers=["kmeans", "hdbscan"],
     )
-    planned, through_flow = plans.compare(**kwargs), compare(**kwargs)
+    planned, through_flow = compare.fn(**kwargs), compare(**kwargs)
     assert planned == through_flow and planned["planned_only"]
     assert [(plan["embedder"], plan["to_embed"]) for plan in planned["plans"]] == [
         ("tfidf", 40),

@@ -18,6 +18,7 @@ from deployments.serve import (
 )
 from tasks.config import RunSettings
 from tasks.embed import EMBEDDERS
+from tasks.environment import ENVIRONMENT
 from tasks.errors import InputError
 
 
@@ -54,6 +55,12 @@ def test_nightly_parameters_are_the_tutorials_which_are_the_flow_defaults(specs)
         if isinstance(values, dict):
             defaults = getattr(RunSettings(), group)
             assert {k: getattr(defaults, k) for k in values} == values, group
+
+
+def test_a_workers_flow_run_process_gets_the_environment_every_entry_point_applies(document):
+    # A worker starts the flow run in a process of its own; only the job variables reach it in time.
+    for entry in document["deployments"]:
+        assert entry["work_pool"]["job_variables"]["env"] == ENVIRONMENT, entry["name"]
 
 
 def test_gemini_deployment_differs_from_the_nightly_one_only_by_its_embedder(specs):

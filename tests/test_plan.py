@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows import plans
 from flows.newsgroups import newsgroups
 from tasks.config import EmbeddingSettings, MapSettings, OutputSettings, SamplingSettings, SourceSettings
 from tasks.embed import new_job
@@ -78,8 +77,8 @@ def test_plan_alone_embeds_nothing_and_leaves_no_run_folder(archive, data_home, 
 
 @pytest.mark.slow
 def test_the_plan_without_prefect_is_the_flows_plan(archive, data_home, tmp_path):
-    # The command line answers --plan with flows.plans.newsgroups; the flow (deployments, the UI) plans in its own step.
-    planned = plans.newsgroups(**flow_kwargs(archive, data_home, tmp_path, plan=True))
+    # The command line answers --plan with the flow's body as a plain function (its tasks as functions).
+    planned = newsgroups.fn(**flow_kwargs(archive, data_home, tmp_path, plan=True))
     flow_manifest = newsgroups(**flow_kwargs(archive, data_home, tmp_path, plan=True))
     assert planned["planned_only"] and flow_manifest["planned_only"]
     assert planned["plan"] == flow_manifest["plan"]

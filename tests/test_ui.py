@@ -258,6 +258,25 @@ def test_embed_task_runs_are_named_by_batch_and_tagged_with_the_embedder(server,
     assert "embedder-local" in embed[0]["tags"]
 
 
+def test_a_stages_own_log_lines_reach_the_flow_runs_logs_under_a_worker(server, finished_run):
+    # The stages log through `tasks.*` loggers, not Prefect's run logger: only the environment that
+    # prefect.yaml's job variables give the worker's flow-run process sends them to the API.
+    query = {"logs": {"flow_run_id": {"any_": [finished_run["id"]]}}, "limit": 200}
+    logs, page = [], None
+    while page is None or len(page) == 200:
+        page = server.post("/logs/filter", {**query, "offset": len(logs)})
+        logs += page
+    lines = [(entry["name"], entry["message"]) for entry in logs]
+    print(len(lines), sorted({name for name, _ in lines}))
+    assert any(
+        name == "tasks.embed._local" and message.startswith("embed: loading all-MiniLM-L6-v2 from ")
+        for name, message in lines
+    ), lines
+    assert any(
+        name == "tasks.reduce" and message.startswith("map: t-SNE KL divergence") for name, message in lines
+    )
+
+
 def test_run_publishes_the_accuracy_table_and_the_summary_with_plots(server, finished_run):
     artifacts = _artifacts(server, finished_run["id"])
     table = artifacts["newsgroups-accuracy"]

@@ -18,7 +18,7 @@ _STAGE = (
     "new_job",
     "plan_batches",
     "plan_sample",
-    "plan_task",
+    "start_embedding",
 )
 
 __all__ = ["EMBEDDERS", "Embedder", "l2_normalise", *_STAGE]

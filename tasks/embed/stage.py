@@ -21,7 +21,7 @@ from prefect.states import Cancelled, State
 from tasks.embed._base import EMBEDDERS, Embedder, sum_counts, tallying
 from tasks.embed._pacing import forget_shared
 from tasks.embed.cache import EmbeddingCache, default_cache_dir, text_keys
-from tasks.embed.plan import EmbeddingPlan, look_up, plan_embedding, record_throughput
+from tasks.embed.plan import EmbeddingPlan, Lookup, look_up, plan_embedding, record_throughput
 from tasks.errors import is_transient
 from tasks.execution import BatchRunner, batch_runner
 from tasks.layout import RunLayout, write_embeddings
@@ -65,6 +65,13 @@ class EmbedJob:
                     embedder.share_limits(self.limits_name)
                 _LIVE[self.key] = (embedder, threading.BoundedSemaphore(embedder.max_concurrency))
             return _LIVE[self.key]
+
+    def adopt(self, embedder: Embedder) -> None:
+        """Use ``embedder``, already built (by the plan), as this job's embedder in this process."""
+        if self.shared:
+            embedder.share_limits(self.limits_name)
+        with _LIVE_LOCK:
+            _LIVE[self.key] = (embedder, threading.BoundedSemaphore(embedder.max_concurrency))
 
     def stop(self) -> None:
         """Let none of this job's batches start from now on; those already embedding finish (and are cached)."""
@@ -180,6 +187,43 @@ def _open_cache(embedder: Embedder, settings: Settings, cache_dir: Path | None) 
     return store
 
 
+@dataclass(frozen=True)
+class EmbedStart:
+    """The first step of an embed stage, done once: the embedder, the cache, what it holds, the plan.
+
+    Attributes
+    ----------
+    embedder : Embedder
+        Built once per stage (a remote embedder's key is resolved here).
+    store : EmbeddingCache or None
+        The cache of this embedder (None: off, or an embedder fitted on the corpus).
+    lookup : Lookup
+        Which texts the cache holds and which are left to embed.
+    plan : EmbeddingPlan
+        What embedding the rest will take.
+    cache_dir : Path or None
+        The cache folder, where the measured throughput is kept too.
+    """
+
+    embedder: Embedder
+    store: EmbeddingCache | None
+    lookup: Lookup
+    plan: EmbeddingPlan
+    cache_dir: Path | None
+
+
+def start_embedding(texts: list[str], settings: Settings, *, seed: int, cache_dir: Path | None) -> EmbedStart:
+    """Build the embedder, open its cache, look ``texts`` up and plan the rest; embeds nothing.
+
+    ``settings`` is a :class:`tasks.config.EmbeddingSettings`.
+    """
+    embedder = EMBEDDERS.get(settings.embedder).from_settings(settings, seed=seed)
+    store = _open_cache(embedder, settings, cache_dir)
+    lookup = look_up(texts, store)
+    plan = plan_embedding(texts, embedder, lookup, batch_size=settings.batch_size, throughput_dir=cache_dir)
+    return EmbedStart(embedder, store, lookup, plan, cache_dir)
+
+
 def embed_documents(
     doc_ids: list[str],
     texts: list[str],
@@ -189,6 +233,7 @@ def embed_documents(
     layout: RunLayout,
     cache_dir: Path | None = None,
     execution: Settings | None = None,
+    start: EmbedStart | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Embed ``texts`` as concurrent batch tasks and write ``embeddings.parquet``.
 
@@ -203,11 +248,15 @@ def embed_documents(
     ``execution`` (a :class:`tasks.config.ExecutionSettings`; None: threads)
     says where the batches run; on Dask, workers write the cache themselves,
     each batch as its own part, so the cache folder must be one they can reach.
+    ``start`` is the stage's first step (:func:`start_embedding` of the same
+    texts and settings) when the run has planned already.
     """
+    start = start or start_embedding(texts, settings, seed=seed, cache_dir=cache_dir)
     with batch_runner(execution) as runner:
         job = new_job(settings, seed=seed, shared=runner.shared)
+        job.adopt(start.embedder)
         try:
-            return _embed_job(doc_ids, texts, job, runner, layout=layout, cache_dir=cache_dir)
+            return _embed_job(doc_ids, texts, job, runner, start, layout=layout)
         finally:
             job.release()
             if runner.shared:
@@ -220,14 +269,17 @@ def _embed_job(
     texts: list[str],
     job: EmbedJob,
     runner: BatchRunner,
+    start: EmbedStart,
     *,
     layout: RunLayout,
-    cache_dir: Path | None,
 ) -> tuple[np.ndarray, dict]:
-    settings = job.settings
-    embedder, _ = job.embedder()
-    store = _open_cache(embedder, settings, cache_dir)
-    lookup = look_up(texts, store)
+    settings, embedder, store, lookup, cache_dir = (
+        job.settings,
+        start.embedder,
+        start.store,
+        start.lookup,
+        start.cache_dir,
+    )
     n_texts, todo = len(texts), by_length(texts, lookup.todo)
     batches = plan_batches(len(todo), settings.batch_size or embedder.default_batch_size)
     reused = n_texts - len(todo)
@@ -282,25 +334,6 @@ def _embed_job(
     return vectors, info
 
 
-def plan_sample(sample: pd.DataFrame, settings: Settings) -> EmbeddingPlan:
-    """The plan of the run's embed stage for ``sample``, without embedding anything.
-
-    ``settings`` is the run's :class:`tasks.config.RunSettings`.
-    """
-    embedding = settings.embedding
-    cache_dir = embedding.cache_dir or default_cache_dir(settings.output.output_dir)
-    job = new_job(embedding, seed=settings.seed)
-    try:
-        embedder, _ = job.embedder()
-        texts = sample["text"].tolist()
-        lookup = look_up(texts, _open_cache(embedder, embedding, cache_dir))
-        return plan_embedding(
-            texts, embedder, lookup, batch_size=embedding.batch_size, throughput_dir=cache_dir
-        )
-    finally:
-        job.release()
-
-
 def _keep_throughput(
     cache_dir: Path | None, embedder: Embedder, embedded: int, seconds: float
 ) -> float | None:
@@ -333,16 +366,37 @@ def _assemble(
     return vectors
 
 
-def embed_sample(sample: pd.DataFrame, settings: Settings, *, layout: RunLayout) -> tuple[np.ndarray, dict]:
-    """:func:`embed_documents` for a run: the sample's texts with the run's embedding settings and seed.
+def run_cache_dir(settings: Settings) -> Path:
+    """The run's embedding cache folder (default ``<output_dir>/.embedding-cache``), absolute.
 
-    ``settings`` is the run's :class:`tasks.config.RunSettings`; the cache folder
-    defaults to ``<output_dir>/.embedding-cache``. Batch tasks are tagged
-    ``embedder-<name>``, so a tag concurrency limit can throttle one embedder.
+    Absolute, because Dask workers write the cache and need not share the flow's working folder.
     """
     embedding = settings.embedding
-    # Absolute, because Dask workers write the cache and need not share the flow's working folder.
-    cache_dir = (embedding.cache_dir or default_cache_dir(settings.output.output_dir)).absolute()
+    return (embedding.cache_dir or default_cache_dir(settings.output.output_dir)).absolute()
+
+
+def plan_sample(sample: pd.DataFrame, settings: Settings) -> EmbedStart:
+    """The first step of the run's embed stage for ``sample``, logged: embedder, cache, lookup and plan.
+
+    ``settings`` is the run's :class:`tasks.config.RunSettings`.
+    """
+    start = start_embedding(
+        sample["text"].tolist(), settings.embedding, seed=settings.seed, cache_dir=run_cache_dir(settings)
+    )
+    run_logger(log).info("embed: %s", start.plan.summary())
+    return start
+
+
+def embed_sample(
+    sample: pd.DataFrame, settings: Settings, start: EmbedStart, *, layout: RunLayout
+) -> tuple[np.ndarray, dict]:
+    """:func:`embed_documents` for a run: the sample's texts with the run's embedding settings and seed.
+
+    ``settings`` is the run's :class:`tasks.config.RunSettings`; ``start`` its
+    :func:`plan_sample`. Batch tasks are tagged ``embedder-<name>``, so a tag
+    concurrency limit can throttle one embedder.
+    """
+    embedding = settings.embedding
     with tags(f"embedder-{embedding.embedder}"):
         return embed_documents(
             sample["doc_id"].tolist(),
@@ -350,14 +404,7 @@ def embed_sample(sample: pd.DataFrame, settings: Settings, *, layout: RunLayout)
             embedding,
             seed=settings.seed,
             layout=layout,
-            cache_dir=cache_dir,
+            cache_dir=run_cache_dir(settings),
             execution=settings.execution,
+            start=start,
         )
-
-
-@task(name="plan", task_run_name="plan-{settings.embedding.embedder}")
-def plan_task(sample: pd.DataFrame, settings: Settings) -> EmbeddingPlan:
-    """Prefect task: :func:`plan_sample`, logged."""
-    plan = plan_sample(sample, settings)
-    get_run_logger().info("embed: %s", plan.summary())
-    return plan

@@ -1,10 +1,11 @@
-"""The stages of one run after sampling, shared by every flow that maps a sample.
+"""The stages after the plan: embed, features, map, cluster, evaluate, name and publish one sample.
 
-``flows/newsgroups.py`` runs them once; ``flows/compare.py`` once per variant
-of the same sample. Each call fills one run: its files, timings and manifest.
-The Prefect tasks of the features, map and cluster stages live here, not beside their
-backends, so ``tasks.config`` can read the backends' names without importing
-Prefect (the command line refuses a bad flag before Prefect is imported).
+:func:`tasks.pipeline.analyse_sample` calls :func:`analyse_planned` once the
+plan is made; ``--plan`` stops before, so it never imports these stages'
+libraries (scikit-learn, matplotlib, plotly, openTSNE, torch: seconds).
+The Prefect tasks of the features, map and cluster stages live here, not beside
+their backends, so ``tasks.config`` can read the backends' names without
+importing Prefect (the command line refuses a bad flag before Prefect is imported).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from tasks.check import check_task
+from tasks.check import Backends
 from tasks.cluster import Clusterer, cluster_embeddings
 from tasks.config import RunSettings
 from tasks.embed._tfidf import TfidfEmbedder
 from tasks.embed.hybrid import append_tfidf
-from tasks.embed.stage import embed_sample, plan_task
+from tasks.embed.stage import EmbedStart, embed_sample
 from tasks.evaluate import evaluate_task
 from tasks.layout import ASSIGNMENTS_SCHEMA, MAP_SCHEMA, NOISE, RunLayout, write_table
 from tasks.names import name_task
@@ -97,19 +98,11 @@ def state_task(
     write_state(state, vectors, layout.root)
 
 
-def analyse_sample(run: Run, sample: pd.DataFrame, settings: RunSettings) -> None:
-    """Check, plan, embed, map, cluster, evaluate and publish ``sample`` into ``run``.
-
-    With ``--plan`` it stops after the plan and the run leaves no folder.
-    """
-    dropped = run.report.get("counts", {}).get("cleaned")
-    backends = run.step("check", check_task, sample, settings, dropped=dropped)
-    plan = run.step("plan", plan_task, sample, settings)
-    run.record(plan=plan.as_dict())
-    if settings.embedding.plan:
-        run.discard()
-        return
-    vectors, embedded = run.step("embed", embed_sample, sample, settings, layout=run.layout)
+def analyse_planned(
+    run: Run, sample: pd.DataFrame, settings: RunSettings, backends: Backends, start: EmbedStart
+) -> None:
+    """Embed ``sample`` as ``start`` planned, then map, cluster, evaluate and publish it into ``run``."""
+    vectors, embedded = run.step("embed", embed_sample, sample, settings, start, layout=run.layout)
     embedding = settings.embedding
     if embedding.tfidf_weight:
         vectors = run.step(
