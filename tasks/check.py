@@ -22,6 +22,7 @@ from tasks.errors import InputError
 from tasks.execution import check_execution
 from tasks.logs import run_logger
 from tasks.reduce import Reducer, build_reducer
+from tasks.sample import class_names
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,12 @@ class Backends:
 
     Attributes
     ----------
-    labelled : bool
-        Whether every sampled post has a class (so the clusters can be scored).
     n_classes : int
         Number of distinct classes in the sample.
     reducer : Reducer
     clusterer : Clusterer
     """
 
-    labelled: bool
     n_classes: int
     reducer: Reducer
     clusterer: Clusterer
@@ -80,7 +78,6 @@ def check_sample(
     ``dropped`` is the cleaning report: a refusal of a sample too small for the
     reducer or the clusterer then says what cleaning dropped.
     """
-    labelled = bool(len(sample)) and bool(sample["class_name"].notna().all())
     n_classes = int(sample["class_name"].nunique())
     if n_classes > MAX_CLASSES:
         raise InputError(
@@ -90,15 +87,15 @@ def check_sample(
     try:
         reducer = build_reducer(settings.mapping, seed=settings.seed)
         reducer.check(len(sample))
-        clusterer = build_clusterer(
-            settings.clustering, n_classes=n_classes if labelled else 0, seed=settings.seed
-        )
+        # Clusterers that need a number take the number of classes only when every post has one.
+        scored = n_classes if class_names(sample) is not None else 0
+        clusterer = build_clusterer(settings.clustering, n_classes=scored, seed=settings.seed)
         clusterer.check(len(sample))
     except InputError as error:
         if why := dropped_summary(dropped):
             raise InputError(f"{error} {why}") from None
         raise
-    return Backends(labelled, n_classes, reducer, clusterer)
+    return Backends(n_classes, reducer, clusterer)
 
 
 @task(name="check", task_run_name="check")

@@ -33,6 +33,7 @@ from tasks.layout import (
 from tasks.mapdata import NOISE_COLOUR, prepare_map
 from tasks.plots import point_size
 from tasks.publish import png_markdown
+from tasks.sample import class_names
 
 COMPARISON_KEY = "newsgroups-comparison"
 MAPS_NAME = "comparison_maps"
@@ -118,12 +119,11 @@ def maps_figure(roots: dict[str, Any], table: pd.DataFrame) -> Figure:
         if (root / "evaluation.parquet").exists():
             evaluation = pq.read_table(root / "evaluation.parquet").to_pandas()
             matched = dict(zip(evaluation["matched_cluster"], evaluation["class_name"], strict=True))
-        labelled = bool(sample["class_name"].notna().all())
         data = prepare_map(
             coords,
             sample["text"].tolist(),
             clusters,
-            sample["class_name"].to_numpy(object) if labelled else None,
+            class_names(sample),
             reducer_label="",
             matched_classes=matched,
         )

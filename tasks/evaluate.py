@@ -12,6 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 
 from tasks.layout import CONFUSION_SCHEMA, EVALUATION_SCHEMA, NOISE, NOISE_LABEL, RunLayout, write_table
+from tasks.sample import class_names
 
 
 @dataclass
@@ -168,9 +169,7 @@ def evaluate_task(
     The sample is scored when every post has a class; the result is logged.
     """
     logger = get_run_logger()
-    labelled = bool(len(sample)) and bool(sample["class_name"].notna().all())
-    class_names = sample["class_name"].to_numpy(dtype=object) if labelled else None
-    evaluation, metrics = score(class_names, clusters, vectors, seed=seed)
+    evaluation, metrics = score(class_names(sample), clusters, vectors, seed=seed)
     if evaluation is None:
         logger.info("evaluate: the corpus is unlabelled; silhouette %s", metrics["silhouette"])
         return evaluation, metrics

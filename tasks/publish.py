@@ -17,6 +17,7 @@ from tasks.interactive import render_map_html
 from tasks.layout import RunLayout, write_png
 from tasks.mapdata import MapData, categorical_columns, prepare_map
 from tasks.plots import confusion_figure, map_figure, sweep_figure
+from tasks.sample import class_names
 from tasks.text import markdown_code, markdown_text
 
 ACCURACY_KEY = "newsgroups-accuracy"
@@ -140,7 +141,7 @@ def publish_task(
         coords,
         sample["text"].tolist(),
         clusters,
-        sample["class_name"].to_numpy(dtype=object) if evaluation is not None else None,
+        class_names(sample),
         reducer_label=reducer_label,
         cluster_names=dict(zip(names["cluster"], names["name"], strict=True)) if names is not None else None,
         matched_classes=evaluation.matched_classes() if evaluation is not None else None,

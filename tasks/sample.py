@@ -104,6 +104,15 @@ def sample_corpus(frame: pd.DataFrame, settings: SamplingSettings, *, seed: int)
     return sample_per_class(select_groups(frame, settings.groups or []), settings.per_class or 0, seed=seed)
 
 
+def class_names(sample: pd.DataFrame) -> np.ndarray | None:
+    """The sample's true classes (n,), or None unless every sampled post has one (an empty sample has none).
+
+    The one rule for whether a sample is scored against classes, and drawn by class.
+    """
+    labelled = bool(len(sample)) and bool(sample["class_name"].notna().all())
+    return sample["class_name"].to_numpy(dtype=object) if labelled else None
+
+
 @task(name="sample", task_run_name="sample")
 def sample_task(
     frame: pd.DataFrame, settings: SamplingSettings, *, seed: int, layout: RunLayout

@@ -267,14 +267,13 @@ def test_a_stages_own_log_lines_reach_the_flow_runs_logs_under_a_worker(server, 
         page = server.post("/logs/filter", {**query, "offset": len(logs)})
         logs += page
     lines = [(entry["name"], entry["message"]) for entry in logs]
-    print(len(lines), sorted({name for name, _ in lines}))
     assert any(
         name == "tasks.embed._local" and message.startswith("embed: loading all-MiniLM-L6-v2 from ")
         for name, message in lines
     ), lines
     assert any(
         name == "tasks.reduce" and message.startswith("map: t-SNE KL divergence") for name, message in lines
-    )
+    ), lines
 
 
 def test_run_publishes_the_accuracy_table_and_the_summary_with_plots(server, finished_run):

@@ -9,6 +9,7 @@ so vectors made differently never share a cache entry.
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import logging
 import os
@@ -247,7 +248,8 @@ class LocalEmbedder(Embedder):
         malloc arena of freed activations (1,280 posts: 2.1 GB peak from 8 threads,
         1.0 GB from one; the whole corpus reached 7.7 GB).
         """
-        return _model_thread().submit(self._encode, list(texts)).result()
+        # In the calling batch's context, so the model's log lines (its loading) reach that run's logs.
+        return _model_thread().submit(contextvars.copy_context().run, self._encode, list(texts)).result()
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         options: dict[str, Any] = {}
