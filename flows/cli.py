@@ -2,11 +2,10 @@
 
 A flow the command line serves is declared once, in :data:`COMMANDS`: its
 entrypoint, the model in ``tasks/config.py`` whose fields are the flow's
-parameters, and a one-line summary. A field that is a settings model becomes
-a group of flags, one per its own field (``per_class`` -> ``--per-class``),
-with the field's description and default as help; any other field becomes one
-flag. Values are validated by the same models, so the CLI, the Prefect UI and
-deployments share one definition and one set of defaults.
+parameters, and a summary. A field that is a settings model becomes a group of
+flags, one per its own field (``per_class`` -> ``--per-class``), with the
+field's description and default as help; any other field becomes one flag.
+The same models validate the values, for the CLI, the Prefect UI and deployments.
 
 Everything that can be checked without reading data (flags, files, the output
 folder) is checked before the flow's module is imported, so a refusal comes in
@@ -21,11 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +30,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from flows.watchdog import descendants, end_processes, start_time, start_watchdog
+from flows.watchdog import run_in_thread, start_watchdog, stop_on_signals
 from tasks.config import (
     SAMPLING_DEFAULTS,
     CompareSettings,
@@ -45,7 +40,7 @@ from tasks.config import (
     SourceSettings,
 )
 from tasks.environment import configure_environment
-from tasks.errors import InputError, PipelineError
+from tasks.errors import InputError, PipelineError, hide_refusals
 from tasks.text import console_text
 
 
@@ -53,15 +48,9 @@ from tasks.text import console_text
 class Command:
     """A flow served by the command line.
 
-    Attributes
-    ----------
-    entrypoint : str
-        ``"module:function"``, e.g. ``"flows.newsgroups:newsgroups"``.
-    parameters : type of BaseModel
-        The model whose fields are the flow's parameters, in order, with their
-        types and defaults (a test holds each flow's signature to it).
-    summary : str
-        What the flow does, shown at the top of ``--help``.
+    ``entrypoint`` is ``"module:function"``; the fields of ``parameters`` are the
+    flow's parameters, in order, with their types and defaults (a test holds each
+    flow's signature to them); ``summary`` heads ``--help``.
     """
 
     entrypoint: str
@@ -224,95 +213,10 @@ def check_files(kwargs: dict[str, Any]) -> None:
             check_execution(value)
 
 
-def _pipeline_error_names() -> list[str]:
-    names, todo = [], [PipelineError]
-    while todo:
-        kind = todo.pop()
-        names.append(kind.__name__)
-        todo.extend(kind.__subclasses__())
-    return names
-
-
-class _HideRefusals(logging.Filter):
-    """Drop Prefect's log lines that repeat a failure the CLI prints itself, as one sentence."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], PipelineError):
-            return False
-        message = record.getMessage()
-        # Prefect repeats the exception in its state messages: "... exception InputError: ...", "InputError(...)".
-        return not any(f"{name}:" in message or f"{name}(" in message for name in _pipeline_error_names())
-
-
-def _hide_refusals() -> None:
-    names = ["", "prefect", *[n for n in logging.root.manager.loggerDict if n.startswith("prefect")]]
-    for name in names:
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(_HideRefusals())
-
-
-def _interrupted(kwargs: dict[str, Any]) -> str:
-    """The line printed when a run is interrupted: what was kept, and how to continue."""
-    from tasks.embed.cache import default_cache_dir, texts_stored
-
-    embedding, output = kwargs["embedding"], kwargs["output"]
-    stored = texts_stored()
-    if not embedding.cache:
-        return (
-            "interrupted: the cache is off (--no-cache), so nothing embedded was kept; "
-            "run the same command again to start over."
-        )
-    if not stored:
-        return (
-            "interrupted: no text was embedded yet, so nothing was kept; "
-            "run the same command again to start over."
-        )
-    cache_dir = embedding.cache_dir or default_cache_dir(output.output_dir)
-    return (
-        f"interrupted: the {stored} texts embedded so far are kept in the embedding cache {cache_dir}; "
-        "run the same command again to continue from there."
-    )
-
-
-def _stop_on_signals(kwargs: dict[str, Any]) -> None:
-    """Make Ctrl-C and SIGTERM end the run at once: one line, child processes ended, exit 128 + signal."""
-
-    def stop(signum: int, frame: Any) -> None:
-        end_processes([(pid, start_time(pid)) for pid in descendants(os.getpid())])
-        # os.write and os._exit: the flow thread may hold the locks of sys.stderr, logging or Prefect.
-        os.write(2, (_interrupted(kwargs) + "\n").encode())
-        # The run folder is left unfinished, as after a kill; the same command reclaims or resumes it.
-        os._exit(128 + signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop)
-
-
 def _plans_only(kwargs: dict[str, Any]) -> bool:
     """Whether the run asked only for its plan (``--plan``)."""
     embedding = kwargs.get("embedding")
     return bool(embedding is not None and embedding.plan)
-
-
-def _run_in_thread(flow_fn: Any, kwargs: dict[str, Any]) -> Any:
-    """Run the flow in a thread, so the main thread stays free to answer signals at once.
-
-    Prefect also installs no SIGTERM handler of its own outside the main thread.
-    """
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = flow_fn(**kwargs)
-        except BaseException as error:  # re-raised in the main thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run, name="flow", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
 
 
 def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
@@ -332,16 +236,18 @@ def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
         check_files(kwargs)
         # Importing the flow brings Prefect, which sets up its log handlers.
         flow_fn = command.load()
+        from tasks.run import interrupted, summary
+
         if not args.debug:
-            _hide_refusals()
-        _stop_on_signals(kwargs)
+            hide_refusals()
+        stop_on_signals(lambda: interrupted(kwargs["embedding"], kwargs["output"].output_dir))
         if _plans_only(kwargs):
             # The flow's own body as a plain function: its first steps, up to the plan, without a
             # Prefect server (its tasks run as their functions outside a flow run: tasks.run.call).
             manifest = flow_fn.fn(**kwargs)
         else:
             start_watchdog()
-            manifest = _run_in_thread(flow_fn, kwargs)
+            manifest = run_in_thread(flow_fn, kwargs)
     except PipelineError as error:
         if args.debug:
             raise
@@ -350,33 +256,5 @@ def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
     if manifest.get("nothing_new"):
         # An update with no new post: its flow printed the line and wrote no folder.
         return 0
-    if manifest.get("planned_only"):
-        from tasks.embed.plan import EmbeddingPlan
-
-        for plan in manifest.get("plans") or [manifest["plan"]]:
-            print(EmbeddingPlan(**plan).summary())
-        print("Nothing was embedded (--plan); run the same command without --plan to do it.")
-        return 0
-    metrics = manifest.get("metrics", {})
-    root = Path(manifest["parameters"]["output"]["output_dir"]) / manifest["run_name"]
-    print(f"\nrun folder: {root}")
-    if "map.html" in manifest.get("files", []):
-        print(f"interactive map: {(root / 'map.html').resolve()}")
-    for row in manifest.get("comparison", []):
-        accuracy = "-" if row["hungarian_accuracy"] is None else f"{row['hungarian_accuracy']:.3f}"
-        noise = f" ({row['noise_share']:.0%} unassigned)" if row["noise_share"] else ""
-        print(
-            f"  {row['embedder'] + ' + ' + row['clusterer']:<28} {accuracy}{noise}   {row['seconds']:.1f} s"
-        )
-    if "hungarian_accuracy" in metrics:
-        for name, value in metrics["per_class_accuracy"].items():
-            print(f"  {console_text(name):<28} {value:.3f}")
-        print(
-            f"  {'hungarian accuracy':<28} {metrics['hungarian_accuracy']:.3f}   ARI {metrics['ari']:.3f}   NMI {metrics['nmi']:.3f}"
-        )
-        if metrics.get("noise_share"):
-            print(
-                f"  {metrics['noise_share']:.1%} of posts unassigned; counting them as wrong: "
-                f"{metrics['hungarian_accuracy_with_noise']:.3f}"
-            )
+    print(summary(manifest))
     return 0

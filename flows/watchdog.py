@@ -1,4 +1,4 @@
-"""End the processes a command started (the temporary Prefect server, workers) when it dies.
+"""End the processes a command started (the temporary Prefect server, workers) when it dies, or is stopped.
 
 Prefect starts its temporary server as a plain child process, so a command
 killed with SIGKILL would leave it running with no parent. The command starts
@@ -15,9 +15,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 POLL_S = 0.1
 
@@ -77,6 +79,41 @@ def _running(pid: int, started: int) -> bool:
         return False
     fields = stat.rsplit(")", 1)[1].split()
     return int(fields[19]) == started and fields[0] != "Z"
+
+
+def stop_on_signals(message: Callable[[], str]) -> None:
+    """Make Ctrl-C and SIGTERM end this process at once: ``message()`` printed, children ended, exit 128 + signal."""
+
+    def stop(signum: int, frame: Any) -> None:
+        end_processes([(pid, start_time(pid)) for pid in descendants(os.getpid())])
+        # os.write and os._exit: the flow thread may hold the locks of sys.stderr, logging or Prefect.
+        os.write(2, (message() + "\n").encode())
+        # The run folder is left unfinished, as after a kill; the same command reclaims or resumes it.
+        os._exit(128 + signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+
+
+def run_in_thread(function: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """``function(**kwargs)`` in a thread, so the main thread stays free to answer signals at once.
+
+    Prefect also installs no SIGTERM handler of its own outside the main thread.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = function(**kwargs)
+        except BaseException as error:  # re-raised in the main thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name="run", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def watch(parent: int) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import PackageNotFoundError, requires, version
+from pathlib import Path
 from typing import Any, TypeVar
 
 from packaging.requirements import Requirement
@@ -29,6 +30,7 @@ from tasks.base import Settings
 from tasks.environment import log_stages
 from tasks.errors import PipelineError
 from tasks.layout import RunLayout, create_run, default_run_name, file_sha256, release_run, write_json
+from tasks.text import console_text
 
 DISTRIBUTION = "newsgroups-map"
 # Packages whose versions shape results but come in through others (no requirement names them).
@@ -182,3 +184,64 @@ def package_versions() -> dict[str, str | None]:
         except PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def interrupted(embedding: Any, output_dir: Path) -> str:
+    """The line printed when a run is interrupted: what the cache kept, and how to continue.
+
+    ``embedding`` is the run's :class:`tasks.config.EmbeddingSettings`.
+    """
+    from tasks.embed.cache import default_cache_dir, texts_stored
+
+    stored = texts_stored()
+    if not embedding.cache:
+        return (
+            "interrupted: the cache is off (--no-cache), so nothing embedded was kept; "
+            "run the same command again to start over."
+        )
+    if not stored:
+        return (
+            "interrupted: no text was embedded yet, so nothing was kept; "
+            "run the same command again to start over."
+        )
+    cache_dir = embedding.cache_dir or default_cache_dir(output_dir)
+    return (
+        f"interrupted: the {stored} texts embedded so far are kept in the embedding cache {cache_dir}; "
+        "run the same command again to continue from there."
+    )
+
+
+def summary(manifest: dict[str, Any]) -> str:
+    """What the command line prints when a flow returns ``manifest``: the plan, or the run folder and scores."""
+    if manifest.get("planned_only"):
+        from tasks.embed.plan import EmbeddingPlan
+
+        plans = [EmbeddingPlan(**plan).summary() for plan in manifest.get("plans") or [manifest["plan"]]]
+        return "\n".join(
+            [*plans, "Nothing was embedded (--plan); run the same command without --plan to do it."]
+        )
+    metrics = manifest.get("metrics", {})
+    root = Path(manifest["parameters"]["output"]["output_dir"]) / manifest["run_name"]
+    lines = ["", f"run folder: {root}"]
+    if "map.html" in manifest.get("files", []):
+        lines.append(f"interactive map: {(root / 'map.html').resolve()}")
+    for row in manifest.get("comparison", []):
+        accuracy = "-" if row["hungarian_accuracy"] is None else f"{row['hungarian_accuracy']:.3f}"
+        noise = f" ({row['noise_share']:.0%} unassigned)" if row["noise_share"] else ""
+        lines.append(
+            f"  {row['embedder'] + ' + ' + row['clusterer']:<28} {accuracy}{noise}   {row['seconds']:.1f} s"
+        )
+    if "hungarian_accuracy" in metrics:
+        lines += [
+            f"  {console_text(name):<28} {value:.3f}" for name, value in metrics["per_class_accuracy"].items()
+        ]
+        lines.append(
+            f"  {'hungarian accuracy':<28} {metrics['hungarian_accuracy']:.3f}   "
+            f"ARI {metrics['ari']:.3f}   NMI {metrics['nmi']:.3f}"
+        )
+        if metrics.get("noise_share"):
+            lines.append(
+                f"  {metrics['noise_share']:.1%} of posts unassigned; counting them as wrong: "
+                f"{metrics['hungarian_accuracy_with_noise']:.3f}"
+            )
+    return "\n".join(lines)
