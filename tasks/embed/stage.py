@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,12 +44,21 @@ class EmbedJob:
     from ``settings`` the first time, and that job's later batches reuse it.
     With ``shared``, the batches may run in several processes, so each process's
     embedder keeps its service limits for the whole job, under :attr:`limits_name`.
+    ``stopped`` is set by :meth:`stop`; it stays in this process (a copy sent to
+    a Dask worker gets a flag of its own).
     """
 
     key: str
     settings: Settings
     seed: int
     shared: bool = False
+    stopped: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+
+    def __getstate__(self) -> dict:
+        return {name: value for name, value in self.__dict__.items() if name != "stopped"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, stopped=threading.Event())
 
     @property
     def limits_name(self) -> str:
@@ -75,7 +84,7 @@ class EmbedJob:
 
     def stop(self) -> None:
         """Let none of this job's batches start from now on; those already embedding finish (and are cached)."""
-        _STOPPED.add(self.key)
+        self.stopped.set()
 
     def release(self) -> None:
         """Drop this job's embedder from this process once its stage is done."""
@@ -88,8 +97,6 @@ MIN_TEXTS_TO_MEASURE = 64
 
 _LIVE: dict[str, tuple[Embedder, threading.BoundedSemaphore]] = {}
 _LIVE_LOCK = threading.Lock()
-# Keys of stopped jobs. Kept after the job is released: its batches may still be waiting for a slot then.
-_STOPPED: set[str] = set()
 
 
 def new_job(settings: Settings, *, seed: int, shared: bool = False) -> EmbedJob:
@@ -140,7 +147,7 @@ def embed_batch(
     """
     embedder, slots = job.embedder()
     with slots, tallying() as tally:
-        if job.key in _STOPPED:
+        if job.stopped.is_set():
             raise BatchNotStarted("The run was stopped before this batch started.")
         vectors = embedder.embed(texts)
     if vectors.ndim != 2 or len(vectors) != len(texts):
