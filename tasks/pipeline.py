@@ -10,7 +10,7 @@ import pandas as pd
 
 from tasks.check import check_task
 from tasks.config import RunSettings
-from tasks.embed.stage import plan_sample
+from tasks.embed.plan import plan_sample
 from tasks.run import Run
 
 

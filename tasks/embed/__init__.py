@@ -17,8 +17,6 @@ _STAGE = (
     "embed_sample",
     "new_job",
     "plan_batches",
-    "plan_sample",
-    "start_embedding",
 )
 
 __all__ = ["EMBEDDERS", "Embedder", "l2_normalise", *_STAGE]

@@ -1,4 +1,8 @@
-"""What an embed stage will do, known before it starts: texts to embed, tokens, requests, minutes, dollars.
+"""The first step of an embed stage, and what the rest will do: texts to embed, tokens, requests, minutes, dollars.
+
+:func:`start_embedding` builds the embedder, opens its cache and looks the
+texts up, once per stage; the embedding (``tasks/embed/stage.py``) goes on
+from what it found.
 
 ``--plan`` prints this and stops; every run logs it first and its manifest
 keeps the estimate beside what happened. Local throughput comes from what
@@ -9,17 +13,26 @@ from the embedder's typical figure.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tasks.embed._base import Embedder
-from tasks.embed.cache import EmbeddingCache, text_keys
+from tasks.embed._base import EMBEDDERS, Embedder
+from tasks.embed.cache import EmbeddingCache, default_cache_dir, text_keys
 from tasks.layout import write_json
+from tasks.logs import run_logger
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tasks.base import Settings
+
+log = logging.getLogger(__name__)
 
 THROUGHPUT_FILE = "throughput.json"
 CHARS_PER_TOKEN = 4  # the rule of thumb the Gemini embedder paces by
@@ -166,3 +179,75 @@ def record_throughput(folder: Path, embedder: Embedder, texts_per_second: float)
         write_json(known, path)
     except (OSError, ValueError):
         pass  # a better estimate next time is not worth failing a finished embedding for
+
+
+def _open_cache(embedder: Embedder, settings: Settings, cache_dir: Path | None) -> EmbeddingCache | None:
+    logger = run_logger(log)
+    if cache_dir is None or not settings.cache:
+        logger.info("embed: cache off")
+        return None
+    if not embedder.cacheable:
+        logger.info("embed: the %s embedder is fitted on the corpus, so it is never cached", embedder.name)
+        return None
+    store = EmbeddingCache.open(cache_dir, embedder.describe())
+    if store is not None:
+        logger.info("embed: cache %s", store.folder)
+    return store
+
+
+@dataclass(frozen=True)
+class EmbedStart:
+    """The first step of an embed stage, done once: the embedder, the cache, what it holds, the plan.
+
+    Attributes
+    ----------
+    embedder : Embedder
+        Built once per stage (a remote embedder's key is resolved here).
+    store : EmbeddingCache or None
+        The cache of this embedder (None: off, or an embedder fitted on the corpus).
+    lookup : Lookup
+        Which texts the cache holds and which are left to embed.
+    plan : EmbeddingPlan
+        What embedding the rest will take.
+    cache_dir : Path or None
+        The cache folder, where the measured throughput is kept too.
+    """
+
+    embedder: Embedder
+    store: EmbeddingCache | None
+    lookup: Lookup
+    plan: EmbeddingPlan
+    cache_dir: Path | None
+
+
+def start_embedding(texts: list[str], settings: Settings, *, seed: int, cache_dir: Path | None) -> EmbedStart:
+    """Build the embedder, open its cache, look ``texts`` up and plan the rest; embeds nothing.
+
+    ``settings`` is a :class:`tasks.config.EmbeddingSettings`.
+    """
+    embedder = EMBEDDERS.get(settings.embedder).from_settings(settings, seed=seed)
+    store = _open_cache(embedder, settings, cache_dir)
+    lookup = look_up(texts, store)
+    plan = plan_embedding(texts, embedder, lookup, batch_size=settings.batch_size, throughput_dir=cache_dir)
+    return EmbedStart(embedder, store, lookup, plan, cache_dir)
+
+
+def run_cache_dir(settings: Settings) -> Path:
+    """The run's embedding cache folder (default ``<output_dir>/.embedding-cache``), absolute.
+
+    Absolute, because Dask workers write the cache and need not share the flow's working folder.
+    """
+    embedding = settings.embedding
+    return (embedding.cache_dir or default_cache_dir(settings.output.output_dir)).absolute()
+
+
+def plan_sample(sample: pd.DataFrame, settings: Settings) -> EmbedStart:
+    """The first step of the run's embed stage for ``sample``, logged: embedder, cache, lookup and plan.
+
+    ``settings`` is the run's :class:`tasks.config.RunSettings`.
+    """
+    start = start_embedding(
+        sample["text"].tolist(), settings.embedding, seed=settings.seed, cache_dir=run_cache_dir(settings)
+    )
+    run_logger(log).info("embed: %s", start.plan.summary())
+    return start

@@ -20,12 +20,11 @@ from prefect.states import Cancelled, State
 
 from tasks.embed._base import EMBEDDERS, Embedder, sum_counts, tallying
 from tasks.embed._pacing import forget_shared
-from tasks.embed.cache import EmbeddingCache, default_cache_dir, text_keys
-from tasks.embed.plan import EmbeddingPlan, Lookup, look_up, plan_embedding, record_throughput
+from tasks.embed.cache import EmbeddingCache, text_keys
+from tasks.embed.plan import EmbedStart, record_throughput, run_cache_dir, start_embedding
 from tasks.errors import is_transient
 from tasks.execution import BatchRunner, batch_runner
 from tasks.layout import RunLayout, write_embeddings
-from tasks.logs import run_logger
 from tasks.progress import progress
 
 if TYPE_CHECKING:
@@ -180,57 +179,6 @@ def embed_batch_task(
         return Cancelled(message=str(stopped))
 
 
-def _open_cache(embedder: Embedder, settings: Settings, cache_dir: Path | None) -> EmbeddingCache | None:
-    logger = run_logger(log)
-    if cache_dir is None or not settings.cache:
-        logger.info("embed: cache off")
-        return None
-    if not embedder.cacheable:
-        logger.info("embed: the %s embedder is fitted on the corpus, so it is never cached", embedder.name)
-        return None
-    store = EmbeddingCache.open(cache_dir, embedder.describe())
-    if store is not None:
-        logger.info("embed: cache %s", store.folder)
-    return store
-
-
-@dataclass(frozen=True)
-class EmbedStart:
-    """The first step of an embed stage, done once: the embedder, the cache, what it holds, the plan.
-
-    Attributes
-    ----------
-    embedder : Embedder
-        Built once per stage (a remote embedder's key is resolved here).
-    store : EmbeddingCache or None
-        The cache of this embedder (None: off, or an embedder fitted on the corpus).
-    lookup : Lookup
-        Which texts the cache holds and which are left to embed.
-    plan : EmbeddingPlan
-        What embedding the rest will take.
-    cache_dir : Path or None
-        The cache folder, where the measured throughput is kept too.
-    """
-
-    embedder: Embedder
-    store: EmbeddingCache | None
-    lookup: Lookup
-    plan: EmbeddingPlan
-    cache_dir: Path | None
-
-
-def start_embedding(texts: list[str], settings: Settings, *, seed: int, cache_dir: Path | None) -> EmbedStart:
-    """Build the embedder, open its cache, look ``texts`` up and plan the rest; embeds nothing.
-
-    ``settings`` is a :class:`tasks.config.EmbeddingSettings`.
-    """
-    embedder = EMBEDDERS.get(settings.embedder).from_settings(settings, seed=seed)
-    store = _open_cache(embedder, settings, cache_dir)
-    lookup = look_up(texts, store)
-    plan = plan_embedding(texts, embedder, lookup, batch_size=settings.batch_size, throughput_dir=cache_dir)
-    return EmbedStart(embedder, store, lookup, plan, cache_dir)
-
-
 def embed_documents(
     doc_ids: list[str],
     texts: list[str],
@@ -373,34 +321,13 @@ def _assemble(
     return vectors
 
 
-def run_cache_dir(settings: Settings) -> Path:
-    """The run's embedding cache folder (default ``<output_dir>/.embedding-cache``), absolute.
-
-    Absolute, because Dask workers write the cache and need not share the flow's working folder.
-    """
-    embedding = settings.embedding
-    return (embedding.cache_dir or default_cache_dir(settings.output.output_dir)).absolute()
-
-
-def plan_sample(sample: pd.DataFrame, settings: Settings) -> EmbedStart:
-    """The first step of the run's embed stage for ``sample``, logged: embedder, cache, lookup and plan.
-
-    ``settings`` is the run's :class:`tasks.config.RunSettings`.
-    """
-    start = start_embedding(
-        sample["text"].tolist(), settings.embedding, seed=settings.seed, cache_dir=run_cache_dir(settings)
-    )
-    run_logger(log).info("embed: %s", start.plan.summary())
-    return start
-
-
 def embed_sample(
     sample: pd.DataFrame, settings: Settings, start: EmbedStart, *, layout: RunLayout
 ) -> tuple[np.ndarray, dict]:
     """:func:`embed_documents` for a run: the sample's texts with the run's embedding settings and seed.
 
     ``settings`` is the run's :class:`tasks.config.RunSettings`; ``start`` its
-    :func:`plan_sample`. Batch tasks are tagged ``embedder-<name>``, so a tag
+    :func:`~tasks.embed.plan.plan_sample`. Batch tasks are tagged ``embedder-<name>``, so a tag
     concurrency limit can throttle one embedder.
     """
     embedding = settings.embedding
