@@ -34,10 +34,10 @@ from flows.watchdog import run_in_thread, start_watchdog, stop_on_signals
 from tasks.config import (
     SAMPLING_DEFAULTS,
     CompareSettings,
-    ExecutionSettings,
     OutputSettings,
     RunSettings,
     SourceSettings,
+    UpdateFlowSettings,
 )
 from tasks.environment import configure_environment
 from tasks.errors import InputError, PipelineError, hide_refusals
@@ -76,6 +76,11 @@ COMMANDS = {
             "flows.compare:compare",
             CompareSettings,
             "Run one sample through several embedders and clusterers, and compare them side by side.",
+        ),
+        Command(
+            "flows.update:update",
+            UpdateFlowSettings,
+            "Add the posts that arrived since a run to its map and clusters, and report what changed.",
         ),
     )
 }

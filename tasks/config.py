@@ -471,3 +471,15 @@ class CompareSettings(RunSettings):
         None,
         description="The clusterers to compare, each on every embedder's vectors (default: kmeans hdbscan).",
     )
+
+
+class UpdateFlowSettings(Settings):
+    """The update flow's parameters: which run to grow, and the settings given for its new posts."""
+
+    updating: UpdateSettings = UpdateSettings()
+    source: SourceSettings = SourceSettings()
+    sampling: SamplingSettings = SamplingSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    mapping: MapSettings = MapSettings()
+    output: OutputSettings = OutputSettings()
+    execution: ExecutionSettings = ExecutionSettings()
