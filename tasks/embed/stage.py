@@ -322,12 +322,12 @@ def _assemble(
 
 
 def embed_sample(
-    sample: pd.DataFrame, settings: Settings, start: EmbedStart, *, layout: RunLayout
+    sample: pd.DataFrame, settings: Settings, start: EmbedStart | None = None, *, layout: RunLayout
 ) -> tuple[np.ndarray, dict]:
     """:func:`embed_documents` for a run: the sample's texts with the run's embedding settings and seed.
 
     ``settings`` is the run's :class:`tasks.config.RunSettings`; ``start`` its
-    :func:`~tasks.embed.plan.plan_sample`. Batch tasks are tagged ``embedder-<name>``, so a tag
+    :func:`~tasks.embed.plan.plan_sample` (None: made here). Batch tasks are tagged ``embedder-<name>``, so a tag
     concurrency limit can throttle one embedder.
     """
     embedding = settings.embedding
