@@ -34,6 +34,7 @@ from flows.watchdog import run_in_thread, start_watchdog, stop_on_signals
 from tasks.config import (
     SAMPLING_DEFAULTS,
     CompareSettings,
+    ExecutionSettings,
     OutputSettings,
     RunSettings,
     SourceSettings,
