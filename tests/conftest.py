@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -11,6 +13,9 @@ from pathlib import Path
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The Prefect logging settings the entry points apply, so stage loggers reach run logs whatever a test imports first.
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 from tasks.environment import configure_environment  # noqa: E402
 
@@ -23,6 +28,40 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time: pytest swaps it for each test's capture."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(sys.stderr, name)
+
+
+def _configure_prefect_logging() -> None:
+    """Set up Prefect's logging once, now, instead of inside whichever test first imports ``prefect``.
+
+    Prefect configures logging when its API first loads (``prefect.main``): it replaces the root
+    logger's handlers (a test's ``caplog`` handler with them) and binds its
+    console handler to the ``sys.stderr`` of that moment, a test's capture that
+    is closed when the test ends. Done here, before any test, and with the
+    console following the current ``sys.stderr``, each test file passes alone.
+    """
+    import prefect.main  # noqa: F401  (Prefect sets up its logging when this module loads)
+
+    stderr = _CurrentStderr()
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in logging.root.manager.loggerDict)]
+    for handler in {h for logger in loggers for h in getattr(logger, "handlers", ())}:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stderr, sys.__stderr__):
+            handler.setStream(stderr)
+            if (console := getattr(handler, "console", None)) is not None:  # Prefect's rich console handler
+                console.file = stderr
+
+
+_configure_prefect_logging()
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "20news-bydate.tar.gz"

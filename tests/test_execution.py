@@ -229,16 +229,10 @@ def test_a_local_dask_cluster_gives_the_thread_runners_outputs_and_vectors(
         ExecutionSettings(),
     )
     cache_dir = tmp_path / "dask-cache"
-    # Prefect's loggers do not propagate to the root logger caplog listens on: attach to the runner's own.
-    runner_log = logging.getLogger("prefect.task_runner.dask")
-    caplog.set_level(logging.INFO, logger=runner_log.name)
-    runner_log.addHandler(caplog.handler)
-    try:
-        on_dask = _run(
-            archive, data_home, tmp_path, "dask", EmbeddingSettings(batch_size=8, cache_dir=cache_dir), DASK
-        )
-    finally:
-        runner_log.removeHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="prefect.task_runner.dask")
+    on_dask = _run(
+        archive, data_home, tmp_path, "dask", EmbeddingSettings(batch_size=8, cache_dir=cache_dir), DASK
+    )
     assert "Creating a new Dask cluster" in caplog.text  # the batches did go to a Dask cluster
 
     assert _files(tmp_path / "threads") == _files(tmp_path / "dask")
