@@ -30,7 +30,6 @@ import pytest  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 
-
 class _CurrentStderr:
     """Writes to whatever ``sys.stderr`` is at the time: pytest swaps it for each test's capture."""
 

@@ -91,6 +91,8 @@ def test_requests_in_flight_never_exceed_max_concurrency(gemini):
 def test_a_429_is_retried_after_the_retry_delay_it_carries(gemini):
     server = gemini(faults=["429"], retry_delay="0.6s")
     embedder = fast()
+    # A still clock: the 0.6 s pause counts whole however late the retry asks on a busy machine.
+    embedder.pacing.limiter = RateLimiter(1_000_000, 1_000_000_000, clock=lambda: 0.0)
     with tallying() as tally:
         vectors = embedder.embed(texts_(5))
     np.testing.assert_allclose(vectors, expected(texts_(5)), atol=1e-5)
@@ -224,13 +226,17 @@ def test_rate_limiter_spaces_starts_by_requests_and_by_tokens():
 def test_requests_per_minute_paces_a_real_run(gemini):
     server = gemini()
     embedder = fast(requests_per_minute=600, max_concurrency=4)
+    # The limiter's clock stands still: each request waits its whole slot (0, 0.1, ... 0.5 s at 600 a minute)
+    # whenever it asks, so the waits do not depend on how busy the machine keeps the requests apart.
+    embedder.pacing.limiter = RateLimiter(600, 1_000_000_000, clock=lambda: 0.0)
     with tallying() as tally:
         embedder.embed(texts_(600))
     times = sorted(server.request_times)
-    # Six starts at 600 per minute span 0.5 s; arrival times at the server jitter by a few ms.
+    # The waits are real sleeps: six starts span at least 0.5 s; arrival times at the server jitter by a few ms.
     assert len(times) == 6 and times[-1] - times[0] >= 0.45
     # Chunks embedded on the embedder's own threads count towards the caller's batch.
-    assert tally.counts["requests"] == 6 and tally.counts["throttled_s"] > 0.5
+    assert tally.counts["requests"] == 6
+    assert tally.counts["throttled_s"] == pytest.approx(0.1 + 0.2 + 0.3 + 0.4 + 0.5)
 
 
 def test_no_key_anywhere_is_an_input_error_that_names_the_fix(monkeypatch):
