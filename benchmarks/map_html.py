@@ -42,14 +42,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# This checkout's code, not an installed copy of the package; and the tests' WebDriver client.
+# This checkout's code, not an installed copy of the package; and the tests' browser helpers.
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from chromedriver_client import OFFLINE_ARGS, WEBGL_ARGS, WebDriver, chromium_available  # noqa: E402
+sys.path[:0] = [str(ROOT)]
 
 from tasks.interactive import marker_size, render_map_html  # noqa: E402
 from tasks.mapdata import NOISE, MapData, prepare_map  # noqa: E402
+from tests.browser import chromium_available, open_chrome, wait_for  # noqa: E402
 
 WORDS = (
     "orbit launch shuttle key chip encryption doctor diet patients circuit voltage amplifier "
@@ -245,22 +244,24 @@ def cpu_seconds(root: int) -> float:
     return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
 
 
-def first_render_s(path: Path, browser: WebDriver) -> tuple[float, float, float, float | None]:
+def first_render_s(path: Path, browser) -> tuple[float, float, float, float | None]:
     """One load of ``path`` in ``browser``: seconds from navigation start to the first frame after the plot is
     drawn, Chromium's CPU seconds, seconds until the hover rows are attached and until the explorer panel is ready
     (None for a page without one).
 
     CPU seconds do not grow when other jobs share the cores, wall seconds do.
     """
-    browser.open("about:blank")
-    before = cpu_seconds(browser.driver_pid)
-    browser.open(path.as_uri())
-    wall = browser.wait_for(RENDERED, lambda value: value is not None) / 1000
-    hover = browser.wait_for(HOVER_READY, lambda value: value is not None) / 1000
-    has_panel = browser.run("return !!document.getElementById('explorer-data')")
-    panel = browser.wait_for(PANEL_READY, lambda value: value is not None) / 1000 if has_panel else None
-    cpu = cpu_seconds(browser.driver_pid) - before
-    requests = browser.run("return performance.getEntriesByType('resource').map(e => e.name)")
+    driver_pid = browser.service.process.pid  # Chromium's processes are chromedriver's descendants
+    ready = lambda value: value is not None  # noqa: E731
+    browser.get("about:blank")
+    before = cpu_seconds(driver_pid)
+    browser.get(path.as_uri())
+    wall = wait_for(browser, RENDERED, ready, timeout=120) / 1000
+    hover = wait_for(browser, HOVER_READY, ready, timeout=120) / 1000
+    has_panel = browser.execute_script("return !!document.getElementById('explorer-data')")
+    panel = wait_for(browser, PANEL_READY, ready, timeout=120) / 1000 if has_panel else None
+    cpu = cpu_seconds(driver_pid) - before
+    requests = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     if requests:
         raise RuntimeError(f"{path.name} fetched {requests}.")
     return wall, cpu, hover, panel
@@ -305,13 +306,7 @@ def main() -> None:
                 loads: dict[str, list] = {name: [] for name in pages}
                 stack = contextlib.ExitStack()
                 browsers = {
-                    name: stack.enter_context(
-                        WebDriver(
-                            profile=Path(folder) / f"profile-{name}-{n_points}",
-                            args=[*OFFLINE_ARGS, *WEBGL_ARGS],
-                            timeout=120,
-                        )
-                    )
+                    name: stack.enter_context(open_chrome(Path(folder) / f"profile-{name}-{n_points}"))
                     for name in pages
                 }
                 # Pages take turns, each in its own fresh browser, so a burst of load elsewhere hits both alike.

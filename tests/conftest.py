@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 # Before Prefect is imported: every test session gets its own Prefect home and database.
@@ -71,6 +76,79 @@ def prefect_harness():
     """One temporary Prefect API for the whole session (entering it costs ~6 s)."""
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory) -> Iterator[str]:
+    """The API URL of one real ``prefect server start`` shared by the session's command-line subprocesses.
+
+    A command run without ``PREFECT_API_URL`` starts a temporary server of its
+    own (20-25 s each); tests that run the command line set ``PREFECT_API_URL``
+    to this one instead, unless that temporary server's lifecycle is what they test.
+    It has its own Prefect home, so its runs stay out of the in-process harness's database.
+    """
+    port = free_port()
+    home = tmp_path_factory.mktemp("prefect-server-home")
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = home / "server.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 240
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server start did not answer:\n{log.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+
+
+@pytest.fixture
+def chrome(tmp_path):
+    """Headless Chromium (a ``selenium.webdriver.Chrome``), offline, with software WebGL and the network log.
+
+    Skips where Debian's chromium and chromedriver are missing. See tests/browser.py for
+    the waits (``wait_for``, ``wait_for_text``), ``requests_of`` and ``open_chrome`` (online pages).
+    """
+    from tests.browser import chromium_available, open_chrome
+
+    if not chromium_available():
+        pytest.skip("needs Debian's chromium and chromium-driver, and selenium")
+    with open_chrome(tmp_path / "chrome-profile", log_network=True) as driver:
+        yield driver
 
 
 @pytest.fixture(scope="session")

@@ -443,7 +443,10 @@ def test_dirty_texts_are_counted_dropped_or_decoded_and_the_run_finishes(suffix,
 # The command line: the same sentences on stderr, no traceback, a non-zero exit status.
 
 
-def cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, env_extra: dict[str, str] | None = None, api_url: str | None = None
+) -> subprocess.CompletedProcess:
+    """The command line in a subprocess; a run reaching Prefect uses the server at ``api_url`` (or starts its own)."""
     env = {
         **os.environ,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -452,7 +455,9 @@ def cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.Compl
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         **(env_extra or {}),
     }
-    env.pop("PREFECT_API_URL", None)  # the harness's server: each CLI run starts its own
+    env.pop("PREFECT_API_URL", None)  # the harness's server, in-process only
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     return subprocess.run(
         [sys.executable, "-m", "flows.newsgroups", *args],
         cwd=ROOT,
@@ -465,7 +470,9 @@ def cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.Compl
 
 
 @pytest.mark.slow
-def test_cli_prints_the_sentence_without_a_traceback_and_exits_non_zero(tmp_path, tiny_corpus):
+def test_cli_prints_the_sentence_without_a_traceback_and_exits_non_zero(
+    tmp_path, tiny_corpus, prefect_server
+):
     home = {"PREFECT_HOME": str(tmp_path / "prefect")}
     result = cli(
         "--archive", str(tmp_path / "missing.tar.gz"), "--output-dir", str(tmp_path / "runs"), env_extra=home
@@ -489,6 +496,7 @@ def test_cli_prints_the_sentence_without_a_traceback_and_exits_non_zero(tmp_path
         "--output-dir",
         str(tmp_path / "runs"),
         env_extra=home,
+        api_url=prefect_server,
     )
     assert result.returncode == 2
     assert "error: The class 'crypto' has only 4 posts after cleaning" in result.stderr

@@ -105,12 +105,12 @@ def test_a_larger_sample_after_a_smaller_one_embeds_only_the_new_texts(run_flow,
 
 @pytest.mark.slow
 def test_a_run_killed_while_embedding_loses_only_the_batches_in_flight(
-    run_flow, archive, data_home, tmp_path
+    run_flow, archive, data_home, tmp_path, prefect_server
 ):
     env = {
         **os.environ,
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240",
+        "PREFECT_API_URL": prefect_server,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     command = [
@@ -118,7 +118,7 @@ def test_a_run_killed_while_embedding_loses_only_the_batches_in_flight(
         "--per-class", "100", "--batch-size", "8", "--reducer", "pca", "--seed", "1",
         "--output-dir", str(tmp_path), "--run-name", "killed",
     ]  # fmt: skip
-    # Its own session, so the kill reaches the temporary Prefect server it starts too.
+    # Its own session, as a command typed at a terminal: the kill reaches all it started.
     process = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 400
     try:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
 
-def env_for(prefect_home: Path) -> dict[str, str]:
+def env_for(prefect_home: Path, api_url: str | None) -> dict[str, str]:
     env = {
         **os.environ,
         "PREFECT_HOME": str(prefect_home),
@@ -35,17 +35,21 @@ def env_for(prefect_home: Path) -> dict[str, str]:
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "HF_HUB_OFFLINE": "1",
     }
-    env.pop("PREFECT_API_URL", None)  # each CLI run starts its own temporary server, as a user's would
+    env.pop("PREFECT_API_URL", None)
+    if (
+        api_url
+    ):  # the session's server; without one, each run starts its own temporary server, as a user's would
+        env["PREFECT_API_URL"] = api_url
     return env
 
 
-def start_cli(args: list[str], prefect_home: Path, log: Path) -> subprocess.Popen:
+def start_cli(args: list[str], prefect_home: Path, log: Path, api_url: str | None = None) -> subprocess.Popen:
     # A session of its own, so the temporary Prefect server it starts can be cleaned up after the kill.
     with log.open("w") as out:
         return subprocess.Popen(
             [PYTHON, "-m", "flows.newsgroups", *args],
             cwd=ROOT,
-            env=env_for(prefect_home),
+            env=env_for(prefect_home, api_url),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -97,7 +101,7 @@ def earlier_run(tiny_corpus, tmp_path) -> Path:
 
 @pytest.mark.slow
 def test_a_run_killed_at_any_stage_leaves_nothing_finished_and_the_same_command_then_completes(
-    earlier_run, archive, tmp_path
+    earlier_run, archive, tmp_path, prefect_server
 ):
     before = digest(earlier_run)
     data_home = tmp_path / "sklearn"  # fresh, so the first run unpacks the archive and can die doing so
@@ -124,7 +128,7 @@ def test_a_run_killed_at_any_stage_leaves_nothing_finished_and_the_same_command_
     }
     for attempt, (stage, reached) in enumerate(stages.items()):
         log = tmp_path / f"kill-{attempt}.log"
-        process = start_cli(args, tmp_path / "prefect", log)
+        process = start_cli(args, tmp_path / "prefect", log, prefect_server)
         wait_for(reached, process, log)
         os.kill(process.pid, signal.SIGKILL)
         kill_group(process)
@@ -137,7 +141,7 @@ def test_a_run_killed_at_any_stage_leaves_nothing_finished_and_the_same_command_
     ]
 
     log = tmp_path / "final.log"
-    process = start_cli(args, tmp_path / "prefect", log)
+    process = start_cli(args, tmp_path / "prefect", log, prefect_server)
     assert process.wait(timeout=600) == 0, log.read_text()[-3000:]
     assert "removing the unfinished run folder" in log.read_text()
     assert (run / "manifest.json").exists()
@@ -165,7 +169,7 @@ def test_two_runs_started_at_once_in_the_same_output_folder_both_finish_in_their
         "--output-dir",
         str(tmp_path / "runs"),
     ]
-    # Both use the same Prefect home, as two commands typed by one user would.
+    # Both use the same Prefect home, as two commands typed by one user would: two temporary servers on one database.
     processes = [start_cli(args, tmp_path / "prefect", tmp_path / f"run-{i}.log") for i in range(2)]
     for index, process in enumerate(processes):
         assert process.wait(timeout=600) == 0, (tmp_path / f"run-{index}.log").read_text()[-3000:]

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from chromedriver_client import OFFLINE_ARGS, WEBGL_ARGS, WebDriver, chromium_available
 from plotly.offline import get_plotlyjs_version
 
 from tasks.clean import clean_corpus
@@ -18,6 +17,7 @@ from tasks.interactive import WEBGL_FROM, map_figure, map_html, render_map_html
 from tasks.mapdata import NOISE, NOISE_COLOUR, MapData, prepare_map
 from tasks.names import name_clusters
 from tasks.sample import sample_per_class, select_groups
+from tests.browser import click, requests_of, type_into, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "images" / "map-html.png"
@@ -190,8 +190,7 @@ DATA = "var gd = document.getElementById('map');"
 
 @pytest.mark.browser
 @pytest.mark.slow
-@pytest.mark.skipif(not chromium_available(), reason="needs chromium and chromedriver (Debian packages)")
-def test_the_page_draws_hovers_searches_and_toggles_offline(real_map, tmp_path):
+def test_the_page_draws_hovers_searches_and_toggles_offline(real_map, tmp_path, chrome):
     points = real_map.points
     path = render_map_html(
         real_map, tmp_path / "map.html", title=f"20 Newsgroups, sci groups: {len(points)} posts"
@@ -204,63 +203,63 @@ def test_the_page_draws_hovers_searches_and_toggles_offline(real_map, tmp_path):
     control = tmp_path / "control.html"
     control.write_text('<img src="http://example.org/tracker.png">', encoding="utf-8")
 
-    browser = WebDriver(profile=tmp_path / "profile", args=[*OFFLINE_ARGS, *WEBGL_ARGS], log_network=True)
-    with browser:
-        browser.resize(1400, 1000)
-        browser.open(path.as_uri())
-        browser.wait_for("return window.mapRenderedAt || null", lambda value: value is not None)
-        drawn = browser.run(DATA + "return gd.data.filter(t => t.visible !== false).map(t => t.x.length);")
-        assert sum(drawn[:-1]) == len(points) and drawn[-1] == 0
+    chrome.set_window_size(1400, 1000)
+    chrome.get(path.as_uri())
+    wait_for(chrome, "return window.mapRenderedAt || null", lambda value: value is not None)
+    drawn = chrome.execute_script(
+        DATA + "return gd.data.filter(t => t.visible !== false).map(t => t.x.length);"
+    )
+    assert sum(drawn[:-1]) == len(points) and drawn[-1] == 0
 
-        # The hover rows are attached once the map is drawn.
-        browser.wait_for("return window.mapHoverReady || null", lambda value: value is not None)
-        hover = browser.run(
-            DATA
-            + "return gd.data.filter(t => t.visible !== false).flatMap(t => t.customdata || []).map(c => c[2]);"
-        )
-        assert html.escape(post["subject"]) in hover
-        browser.type("#search", word)
-        count = browser.wait_for(
-            "return document.getElementById('search-count').textContent", lambda text: bool(text)
-        )
-        assert count == f"{expected} of {len(points)} posts"
-        matches = browser.run(
-            DATA + "var h = gd.data[gd.data.length - 1]; return h.x.map((x, i) => [x, h.y[i]]);"
-        )
-        assert len(matches) == expected
-        assert [round(float(post["x"]), 3), round(float(post["y"]), 3)] in matches
-        # The hover label really drawn when the pointer is over the post.
-        browser.run(DATA + f"Plotly.Fx.hover(gd, {{xval: {post['x']}, yval: {post['y']}}});")
-        label = browser.wait_for(
-            "return [...document.querySelectorAll('.hoverlayer .hovertext')].map(e => e.textContent).join(' ')",
-            lambda text: bool(text),
-        )
-        assert post["subject"] in label and post["cluster_label"] in label
+    # The hover rows are attached once the map is drawn.
+    wait_for(chrome, "return window.mapHoverReady || null", lambda value: value is not None)
+    hover = chrome.execute_script(
+        DATA
+        + "return gd.data.filter(t => t.visible !== false).flatMap(t => t.customdata || []).map(c => c[2]);"
+    )
+    assert html.escape(post["subject"]) in hover
+    type_into(chrome, "#search", word)
+    count = wait_for(chrome, "return document.getElementById('search-count').textContent")
+    assert count == f"{expected} of {len(points)} posts"
+    matches = chrome.execute_script(
+        DATA + "var h = gd.data[gd.data.length - 1]; return h.x.map((x, i) => [x, h.y[i]]);"
+    )
+    assert len(matches) == expected
+    assert [round(float(post["x"]), 3), round(float(post["y"]), 3)] in matches
+    # The hover label really drawn when the pointer is over the post.
+    chrome.execute_script(DATA + f"Plotly.Fx.hover(gd, {{xval: {post['x']}, yval: {post['y']}}});")
+    label = wait_for(
+        chrome,
+        "return [...document.querySelectorAll('.hoverlayer .hovertext')].map(e => e.textContent).join(' ')",
+    )
+    assert post["subject"] in label and post["cluster_label"] in label
 
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        browser.screenshot(SCREENSHOT)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    chrome.save_screenshot(str(SCREENSHOT))
 
-        legend = "return [...document.querySelectorAll('.legendtext')].map(e => e.textContent)"
-        assert browser.run(legend) == list(real_map.cluster_colours)
-        browser.click(".updatemenu-button:nth-of-type(2)")
-        browser.wait_for(legend, lambda names: names == list(real_map.class_colours))
-        colours = browser.run(
-            DATA + "return gd.data.filter(t => t.visible === true).map(t => t.marker.color);"
-        )
-        assert colours[:-1] == list(real_map.class_colours.values())
-        drawn = browser.run(DATA + "return gd.data.filter(t => t.visible === true).map(t => t.x.length);")
-        assert sum(drawn[:-1]) == len(points)
-        by_class = browser.run(
-            DATA + "return gd.data.filter(t => t.visible === true).map(t => [t.name, t.customdata || []]);"
-        )
-        assert {name for name, rows in by_class[:-1] for row in rows if row[0] != name} == set()
-        assert html.escape(post["subject"]) in [row[2] for _, rows in by_class for row in rows]
+    legend = "return [...document.querySelectorAll('.legendtext')].map(e => e.textContent)"
+    assert chrome.execute_script(legend) == list(real_map.cluster_colours)
+    click(chrome, ".updatemenu-button:nth-of-type(2)")
+    wait_for(chrome, legend, lambda names: names == list(real_map.class_colours))
+    colours = chrome.execute_script(
+        DATA + "return gd.data.filter(t => t.visible === true).map(t => t.marker.color);"
+    )
+    assert colours[:-1] == list(real_map.class_colours.values())
+    drawn = chrome.execute_script(
+        DATA + "return gd.data.filter(t => t.visible === true).map(t => t.x.length);"
+    )
+    assert sum(drawn[:-1]) == len(points)
+    by_class = chrome.execute_script(
+        DATA + "return gd.data.filter(t => t.visible === true).map(t => [t.name, t.customdata || []]);"
+    )
+    assert {name for name, rows in by_class[:-1] for row in rows if row[0] != name} == set()
+    assert html.escape(post["subject"]) in [row[2] for _, rows in by_class for row in rows]
 
-        assert browser.run("return performance.getEntriesByType('resource').map(e => e.name)") == []
-        assert browser.requests_of(path.as_uri()) == [path.as_uri()]
-        # The log does show what a page fetches, so its silence above means something.
-        browser.open(control.as_uri())
-        assert browser.requests_of(control.as_uri()) == [control.as_uri(), "http://example.org/tracker.png"]
+    assert chrome.execute_script("return performance.getEntriesByType('resource').map(e => e.name)") == []
+    assert requests_of(chrome, path.as_uri()) == [path.as_uri()]
+    # The log does show what a page fetches, so its silence above means something.
+    chrome.get(control.as_uri())
+    assert requests_of(chrome, control.as_uri()) == [control.as_uri(), "http://example.org/tracker.png"]
 
 
 def test_settings_in_the_page_name_the_cluster_and_class_traces_and_the_highlight():

@@ -56,7 +56,10 @@ def command(corpus: Path, output_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def start(args: list[str], server: FakeGemini, prefect_home: Path, log: Path) -> subprocess.Popen:
+def start(
+    args: list[str], server: FakeGemini, prefect_home: Path, log: Path, api_url: str | None = None
+) -> subprocess.Popen:
+    """The command in a session of its own; with ``api_url`` it uses that server instead of starting one."""
     env = {
         **os.environ,
         "PREFECT_HOME": str(prefect_home),
@@ -66,6 +69,8 @@ def start(args: list[str], server: FakeGemini, prefect_home: Path, log: Path) ->
         "GEMINI_API_KEY": KEY,
     }
     env.pop("PREFECT_API_URL", None)  # a temporary server of its own, as a user's command has
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     with log.open("w") as out:
         # A session of its own, like a command typed at a terminal: killpg then reaches what a Ctrl-C reaches.
         return subprocess.Popen(
@@ -149,17 +154,21 @@ def test_an_interrupt_while_embedding_stops_within_5_s_keeps_the_cache_and_ends_
 
 
 @pytest.mark.slow
-def test_after_sigterm_the_same_command_continues_and_embeds_only_the_rest(corpus, prefect_home, tmp_path):
+def test_after_sigterm_the_same_command_continues_and_embeds_only_the_rest(
+    corpus, prefect_home, tmp_path, prefect_server
+):
     output_dir, log = tmp_path / "runs", tmp_path / "run.log"
     with FakeGemini(api_key=KEY, latency_s=0.2, default_dimensions=768) as server:
-        process = start(command(corpus, output_dir), server, prefect_home, log)
+        process = start(command(corpus, output_dir), server, prefect_home, log, prefect_server)
         wait_for_parts(process, output_dir, log, count=14)  # 70 texts: enough to measure a throughput
         os.kill(process.pid, signal.SIGTERM)
         assert process.wait(timeout=30) == 143
         stored = sum(pq.ParquetFile(p).metadata.num_rows for p in parts(output_dir))
         time.sleep(1.5)  # a request in flight at the signal reaches the server's record after its latency
         first = len(server.texts)
-        again = start(command(corpus, output_dir), server, prefect_home, tmp_path / "again.log")
+        again = start(
+            command(corpus, output_dir), server, prefect_home, tmp_path / "again.log", prefect_server
+        )
         assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()[-3000:]
         assert len(server.texts) - first == N_TEXTS - stored
     manifest = json.loads((output_dir / "r" / "manifest.json").read_text())

@@ -65,7 +65,7 @@ def test_a_corpus_can_still_be_narrowed_as_20_newsgroups_is(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_readme_own_corpus_commands_run_verbatim(tmp_path):
+def test_the_readme_own_corpus_commands_run_verbatim(tmp_path, prefect_server):
     commands = readme_commands("Your own corpus")
     assert commands, "the README's own-corpus section has no command"
     posts(15).to_csv(tmp_path / "posts.csv", index=False)
@@ -74,10 +74,9 @@ def test_the_readme_own_corpus_commands_run_verbatim(tmp_path):
         "PYTHONPATH": str(ROOT),  # as if installed: the command runs in the user's folder
         "PREFECT_HOME": str(tmp_path / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240",
+        "PREFECT_API_URL": prefect_server,
         "HF_HUB_OFFLINE": "1",
     }
-    env.pop("PREFECT_API_URL", None)
     for command in commands:
         argv = command.split()
         result = subprocess.run(

@@ -26,7 +26,8 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from chromedriver_client import WebDriver, chromium_available
+
+from tests.browser import chromium_available, click, fit_to_content, open_chrome, wait_for, wait_for_text
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = Path(sys.executable).parent / "prefect"
@@ -371,30 +372,32 @@ def test_artifacts_tab_and_summary_render_the_table_and_the_plots_in_chromium(se
     shots = SCREENSHOTS if update else tmp_path
     shots.mkdir(parents=True, exist_ok=True)
     artifacts = _artifacts(server, finished_run["id"])
-    with WebDriver(profile=tmp_path / "profile") as browser:
-        browser.open(f"{server.ui}/runs/flow-run/{finished_run['id']}")
-        browser.wait_for_text("local-10-per-class-tsne-seed-7")
-        browser.click("li.p-tab#artifacts")
-        browser.wait_for_text(
-            "newsgroups-summary", "newsgroups-accuracy", "Per-class accuracy of run e2e-tiny"
+    # Online: the page talks to the Prefect server on 127.0.0.1.
+    with open_chrome(tmp_path / "profile", offline=False) as browser:
+        browser.get(f"{server.ui}/runs/flow-run/{finished_run['id']}")
+        wait_for_text(browser, "local-10-per-class-tsne-seed-7")
+        click(browser, "li.p-tab#artifacts")
+        wait_for_text(
+            browser, "newsgroups-summary", "newsgroups-accuracy", "Per-class accuracy of run e2e-tiny"
         )
-        browser.screenshot(shots / "ui-run-artifacts-tab.png")
+        browser.save_screenshot(str(shots / "ui-run-artifacts-tab.png"))
 
-        browser.open(f"{server.ui}/artifacts/artifact/{artifacts['newsgroups-accuracy']['id']}")
-        page = browser.wait_for_text(*SCI, "majority share")
+        browser.get(f"{server.ui}/artifacts/artifact/{artifacts['newsgroups-accuracy']['id']}")
+        page = wait_for_text(browser, *SCI, "majority share")
         assert "<table" in page
 
-        browser.open(f"{server.ui}/artifacts/artifact/{artifacts['newsgroups-summary']['id']}")
-        page = browser.wait_for_text("hungarian_accuracy", *SCI, "confusion matrix")
+        browser.get(f"{server.ui}/artifacts/artifact/{artifacts['newsgroups-summary']['id']}")
+        page = wait_for_text(browser, "hungarian_accuracy", *SCI, "confusion matrix")
         assert page.count("<table") >= 2
-        drawn = browser.wait_for(
+        drawn = wait_for(
+            browser,
             "return [...document.images].filter(i => i.src.startsWith('data:image/png')"
             " && i.complete && i.naturalWidth > 100).length",
             lambda n: n == 3,
         )
         assert drawn == 3
-        browser.fit_to_content()
-        browser.screenshot(shots / "ui-artifacts.png")
+        fit_to_content(browser)
+        browser.save_screenshot(str(shots / "ui-artifacts.png"))
     assert (shots / "ui-artifacts.png").stat().st_size > 20_000
 
 
