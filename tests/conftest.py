@@ -18,9 +18,6 @@ from pathlib import Path
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# The Prefect logging settings the entry points apply, so stage loggers reach run logs whatever a test imports first.
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
-os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 from tasks.environment import configure_environment  # noqa: E402
 
