@@ -96,17 +96,14 @@ class Progress:
             return
         self._last_line = (now, self.percent)
         rate = self.rate
-        left = f"about {(self.total - self.done) / rate:.0f} s left" if rate > 0 else "time left unknown"
+        # The first line has no rate yet: it counts from the first report, not from the stage's start.
+        pace = (
+            f"{rate:.1f} {self.unit}/s, about {(self.total - self.done) / rate:.0f} s left"
+            if rate > 0
+            else ("rate not known yet")
+        )
         self.logger.info(
-            "%s: %d/%d %s (%.0f%%), %.1f %s/s, %s",
-            self.stage,
-            self.done,
-            self.total,
-            self.unit,
-            self.percent,
-            rate,
-            self.unit,
-            left,
+            "%s: %d/%d %s (%.0f%%), %s", self.stage, self.done, self.total, self.unit, self.percent, pace
         )
 
 

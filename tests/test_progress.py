@@ -74,7 +74,7 @@ def test_the_rate_counts_from_the_first_unit_of_work_not_from_the_set_up(caplog)
     bar.advance_to(420)  # 360 steps in 6 s: 60 a second, 3 s left (from the set-up on it would be 45 s)
     assert bar.rate == pytest.approx(60.0)
     first, second = _lines(caplog)
-    assert first == "map: 60/600 steps (10%), 0.0 steps/s, time left unknown"
+    assert first == "map: 60/600 steps (10%), rate not known yet"
     assert second == "map: 420/600 steps (70%), 60.0 steps/s, about 3 s left"
 
 
