@@ -100,7 +100,7 @@ class Progress:
         pace = (
             f"{rate:.1f} {self.unit}/s, about {(self.total - self.done) / rate:.0f} s left"
             if rate > 0
-            else ("rate not known yet")
+            else "rate not known yet"
         )
         self.logger.info(
             "%s: %d/%d %s (%.0f%%), %s", self.stage, self.done, self.total, self.unit, self.percent, pace
