@@ -140,10 +140,9 @@ def chrome(tmp_path):
     Skips where Debian's chromium and chromedriver are missing. See tests/browser.py for
     the waits (``wait_for``, ``wait_for_text``), ``requests_of`` and ``open_chrome`` (online pages).
     """
-    from tests.browser import chromium_available, open_chrome
+    from tests.browser import open_chrome, require_chromium
 
-    if not chromium_available():
-        pytest.skip("needs Debian's chromium and chromium-driver, and selenium")
+    require_chromium()
     with open_chrome(tmp_path / "chrome-profile", log_network=True) as driver:
         yield driver
 

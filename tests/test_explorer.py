@@ -24,6 +24,7 @@ from tasks.interactive import render_map_html
 from tasks.mapdata import NOISE, MapData, prepare_map
 from tasks.names import name_clusters
 from tasks.sample import sample_per_class, select_groups
+from tests.browser import require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "images" / "map-html-panel.png"
@@ -52,18 +53,13 @@ HOSTILE = [
     "lone \ud800 surrogate",
 ]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not (shutil.which("chromium") and Path(CHROMEDRIVER).exists()),
-        reason="needs chromium and chromedriver (Debian packages)",
-    ),
-]
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 def browser(tmp_path):
     """Headless Chromium through Selenium and Debian's chromedriver, downloading into tmp_path/downloads."""
+    require_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
