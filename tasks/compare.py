@@ -22,11 +22,11 @@ from tasks.config import RunSettings
 from tasks.embed._gemini import KEY_VARIABLES
 from tasks.layout import (
     COMPARISON_SCHEMA,
-    DOCUMENTS_SCHEMA,
     NOISE,
     NOISE_LABEL,
     RunLayout,
     default_run_name,
+    documents_schema,
     write_png,
     write_table,
 )
@@ -178,4 +178,4 @@ def publish_comparison(
 @task(name="sample-copy", task_run_name="sample-copy")
 def keep_sample(sample: pd.DataFrame, *, layout: RunLayout) -> None:
     """Write the shared sample into a variant's run folder, so each folder keeps the output contract."""
-    write_table(sample, layout.sample, DOCUMENTS_SCHEMA)
+    write_table(sample, layout.sample, documents_schema(sample.columns))

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 SEPARATORS = ",;\t|"
 # Enough lines to guess a CSV's separator from; a text longer than this still leaves the header whole.
 SNIFF_BYTES = 64 * 1024
+# A corpus's other columns kept for the map's "Colour by column"; more would bloat every stored copy.
+MAX_EXTRA_COLUMNS = 20
 
 
 def sniff_separator(head: str) -> str:
@@ -137,6 +139,9 @@ def as_text(value: object) -> str | None:
     return str(value).encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
+DOCUMENTS_COLUMNS = ("doc_id", "text", "label", "class_name")
+
+
 def documents_frame(doc_ids, texts, labels, class_names) -> pd.DataFrame:
     """The frame every source yields: ``doc_id``, ``text`` (valid UTF-8), ``label``, ``class_name``."""
     return pd.DataFrame(
@@ -246,6 +251,33 @@ def read_labels(labels: pd.Series, path: Path, column: str, *, as_text: bool = F
     return pd.Series(names, index=labels.index, dtype="string")
 
 
+def extra_columns(frame: pd.DataFrame, used: set[str | None]) -> dict[str, pd.Series]:
+    """The corpus's other columns (the first :data:`MAX_EXTRA_COLUMNS`), each read as text like a label.
+
+    ``used`` are the text, label and id columns. Cells are written by :func:`label_text`
+    (missing cells stay missing). Left out: a column holding lists, objects or other values
+    that are not text or numbers, and one named like a column of :func:`documents_frame`.
+    """
+    names = [
+        name
+        for name in frame.columns
+        if name not in used
+        and str(name) not in DOCUMENTS_COLUMNS
+        and not frame[name].map(_cell_kind).notna().any()
+    ]
+    if len(names) > MAX_EXTRA_COLUMNS:
+        log.info(
+            "ingest: keeping the first %d of the corpus's %d other columns", MAX_EXTRA_COLUMNS, len(names)
+        )
+    return {
+        str(name): pd.Series(
+            [None if _label_kind(value) is None else label_text(value) for value in frame[name]],
+            dtype="string",
+        )
+        for name in names[:MAX_EXTRA_COLUMNS]
+    }
+
+
 def _check_ids(ids: pd.Series, path: Path, column: str) -> pd.Series:
     """The ids as strings; refuses a blank or repeated id."""
     blank = ids.isna() | (ids.astype(str).str.strip() == "")
@@ -280,6 +312,7 @@ def load_corpus(
     their names. ``csv_separator`` None guesses a CSV's separator from its first
     lines. Texts must be strings or numbers; bytes are decoded as UTF-8. Labels
     are read by :func:`read_labels` (``labels_as_text``: ``--labels-as-text``).
+    The corpus's other columns follow the frame's own, as text (:func:`extra_columns`).
     """
     path = check_corpus_file(path)
     reader = CORPUS_READERS[path.suffix.lower()]
@@ -307,12 +340,13 @@ def load_corpus(
     doc_ids = frame.index.astype(str) if id_column is None else _check_ids(frame[id_column], path, id_column)
     texts = frame[text_column]
     _check_texts(texts, path, text_column)
+    extra = extra_columns(frame, {text_column, label_column, id_column})
     if label_column is None:
-        return documents_frame(doc_ids, texts, [pd.NA] * len(frame), [pd.NA] * len(frame))
+        return documents_frame(doc_ids, texts, [pd.NA] * len(frame), [pd.NA] * len(frame)).assign(**extra)
     names = read_labels(
         frame[label_column].reset_index(drop=True), path, label_column, as_text=labels_as_text
     )
     names.index = frame.index
     classes = sorted(names.dropna().unique())
     codes = names.map({name: code for code, name in enumerate(classes)}).astype("Int32")
-    return documents_frame(doc_ids, texts, codes, names)
+    return documents_frame(doc_ids, texts, codes, names).assign(**extra)

@@ -31,9 +31,10 @@ from prefect import task
 
 from tasks.base import Settings
 from tasks.clean import clean_corpus, cleaning_lines
+from tasks.corpus import MAX_EXTRA_COLUMNS
 from tasks.errors import OutputError, is_transient
 from tasks.ingest import ARCHIVE_ENV, ingest
-from tasks.layout import DOCUMENTS_SCHEMA, file_sha256, write_json, write_table
+from tasks.layout import documents_schema, file_sha256, write_json, write_table
 from tasks.logs import run_logger
 from tasks.run import Run
 from tasks.sample import sample_task
@@ -71,6 +72,7 @@ def source_identity(source: Settings) -> dict[str, Any] | None:
             id_column=source.id_column,
             csv_separator=source.csv_separator,
             labels_as_text=source.labels_as_text,
+            extra_columns=MAX_EXTRA_COLUMNS,
         )
     return identity
 
@@ -121,14 +123,14 @@ def locate_corpus(settings: Settings) -> StoredCorpus | None:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    return pq.read_table(path, schema=DOCUMENTS_SCHEMA).to_pandas()
+    return pq.read_table(path, schema=documents_schema(pq.read_schema(path).names)).to_pandas()
 
 
 def _store(frame: pd.DataFrame, path: Path) -> None:
     """Keep ``frame`` for later runs; a store that cannot be written costs only the reuse."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_table(frame, path, DOCUMENTS_SCHEMA)
+        write_table(frame, path, documents_schema(frame.columns))
     except (OSError, OutputError) as error:
         log.warning(
             "corpus store: could not keep %s (%s); later runs will read the source again", path, error

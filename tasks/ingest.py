@@ -1,7 +1,8 @@
 """Ingest: 20 Newsgroups (download or local bydate archive) or a user's corpus file.
 
 Every source yields the same frame: ``doc_id``, ``text``, ``label``, ``class_name``
-(``label`` and ``class_name`` are null for an unlabelled corpus).
+(``label`` and ``class_name`` are null for an unlabelled corpus); a user's corpus
+adds its other columns after them, as text (:func:`tasks.corpus.extra_columns`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import os
 import secrets
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +51,14 @@ DOCUMENTS_SCHEMA = pa.schema(
         ("class_name", pa.string()),
     ]
 )
+
+
+def documents_schema(columns: Iterable[str]) -> pa.Schema:
+    """:data:`DOCUMENTS_SCHEMA`, then each other of ``columns`` (a corpus's own columns) as a string, in order."""
+    extra = [name for name in columns if name not in DOCUMENTS_SCHEMA.names]
+    return pa.schema([*DOCUMENTS_SCHEMA, *((name, pa.string()) for name in extra)])
+
+
 MAP_SCHEMA = pa.schema([("doc_id", pa.string()), ("x", pa.float32()), ("y", pa.float32())])
 ASSIGNMENTS_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster", pa.int32())])
 # An update's map and assignments say which posts it added.

@@ -11,7 +11,7 @@ import pandas as pd
 from prefect import task
 
 from tasks.errors import InputError
-from tasks.layout import DOCUMENTS_SCHEMA, RunLayout, write_table
+from tasks.layout import RunLayout, documents_schema, write_table
 
 if TYPE_CHECKING:
     from tasks.config import SamplingSettings
@@ -119,5 +119,5 @@ def sample_task(
 ) -> pd.DataFrame:
     """Prefect task: :func:`sample_corpus`, persisted to ``sample.parquet``."""
     sample = sample_corpus(frame, settings, seed=seed)
-    write_table(sample, layout.sample, DOCUMENTS_SCHEMA)
+    write_table(sample, layout.sample, documents_schema(sample.columns))
     return sample

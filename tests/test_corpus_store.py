@@ -32,6 +32,19 @@ def test_a_stored_source_is_read_back_from_the_store(corpus_csv, tmp_path):
     assert len(ingest_stored(source, stored)) == 2
 
 
+def test_a_corpus_s_other_columns_are_stored_and_read_back(tiny_corpus, tmp_path):
+    path = tmp_path / "corpus.csv"
+    tiny_corpus.assign(source=["web", "print"] * 6).to_csv(path, index=False)
+    source = SourceSettings(corpus=path)
+    stored = locate(source, tmp_path / "store")
+    first = ingest_stored(source, stored)
+    kept, _ = clean_stored(first, CleaningSettings(), stored)
+    again, _ = clean_stored(ingest_stored(source, stored), CleaningSettings(), stored)
+    assert stored.cleaned(CleaningSettings()).exists()
+    assert list(again.columns) == ["doc_id", "text", "label", "class_name", "id", "source"]
+    assert again["source"].tolist() == kept["source"].tolist() == ["web", "print"] * 6
+
+
 def test_the_key_follows_the_file_bytes_the_columns_and_the_split(corpus_csv, tmp_path, archive):
     store = tmp_path / "store"
     key = locate(SourceSettings(corpus=corpus_csv), store).folder

@@ -152,6 +152,31 @@ def test_a_corpus_file_round_trips_texts_labels_and_ids(tiny_corpus, tmp_path, s
     assert list(frame.columns) == ["doc_id", "text", "label", "class_name"]
 
 
+@pytest.mark.parametrize("suffix", ["parquet", "jsonl"])
+def test_a_corpus_s_other_columns_follow_as_text_read_like_labels(tmp_path, suffix):
+    path = tmp_path / f"corpus.{suffix}"
+    frame = pd.DataFrame(
+        {
+            "text": ["a", "b", "c"],
+            "year": [2001, 2002.0, None],
+            "flag": [True, False, None],
+            "tags": [["x"], ["y"], []],  # a list: not a column to colour by, left out
+            "doc_id": ["p", "q", "r"],  # the frame's own name, not chosen as --id-column: left out
+        }
+    )
+    WRITERS[suffix](frame, path)
+    loaded = load_corpus(path)
+    assert list(loaded.columns) == ["doc_id", "text", "label", "class_name", "year", "flag"]
+    assert loaded["year"].tolist() == ["2001", "2002", pd.NA]
+    assert loaded["flag"].tolist() == ["true", "false", pd.NA]
+
+
+def test_at_most_20_other_columns_are_kept(tmp_path):
+    path = tmp_path / "corpus.csv"
+    pd.DataFrame({"text": ["a", "b"], **{f"c{i}": ["x", "y"] for i in range(25)}}).to_csv(path, index=False)
+    assert list(load_corpus(path).columns)[4:] == [f"c{i}" for i in range(20)]
+
+
 def test_classes_are_numbered_in_sorted_order_of_their_names(tiny_corpus, tmp_path):
     path = tmp_path / "corpus.csv"
     tiny_corpus.to_csv(path, index=False)

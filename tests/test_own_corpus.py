@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from flows.newsgroups import newsgroups
 from tasks.config import EmbeddingSettings, MapSettings, OutputSettings, SamplingSettings, SourceSettings
+from tests.test_explorer_data import page_parts
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = {
@@ -62,6 +65,34 @@ def test_a_corpus_can_still_be_narrowed_as_20_newsgroups_is(tmp_path):
         output=OutputSettings(output_dir=tmp_path / "runs"),
     )
     assert manifest["counts"]["sampled"] == 6 and manifest["counts"]["classes"] == 2
+
+
+def test_a_corpus_s_own_columns_reach_the_sample_and_colour_the_map(tmp_path):
+    path = tmp_path / "posts.csv"
+    frame = posts(10)
+    frame["source"] = ["web", "print"] * 20
+    frame["year"] = ["2001", "2002", "2003", "2001.0"] * 10
+    frame["serial"] = [f"s{i}" for i in range(40)]  # 40 values: kept, but too many to colour by
+    frame.to_csv(path, index=False)
+    newsgroups(
+        source=SourceSettings(corpus=path, text_column="body", label_column="topic"),
+        embedding=EmbeddingSettings(embedder="tfidf"),
+        mapping=MapSettings(reducer="pca"),
+        output=OutputSettings(output_dir=tmp_path / "runs"),
+    )
+    (run,) = [p.parent for p in (tmp_path / "runs").glob("*/manifest.json")]
+    sample = pq.read_table(run / "sample.parquet")
+    assert sample.schema.names == ["doc_id", "text", "label", "class_name", "source", "year", "serial"]
+    assert sample.schema.field("year").type == pa.string()
+    rows = sample.to_pandas().set_index("doc_id")
+    assert rows.loc["1", "source"] == "print" and rows.loc["3", "year"] == "2001.0"  # a CSV cell is text
+    settings_, points = page_parts((run / "map.html").read_text())
+    columns = {column["name"]: column for column in settings_["columns"]}
+    assert sorted(columns) == ["source", "year"]
+    assert columns["source"]["values"] == ["print", "web"]
+    # The page's posts are the sample's, in its order.
+    shown = [columns["source"]["values"][code] for code in points["columns"]["source"]]
+    assert points["doc_id"] == rows.index.tolist() and shown == rows["source"].tolist()
 
 
 @pytest.mark.slow
