@@ -37,11 +37,11 @@ from tasks.evaluate import evaluate_task
 from tasks.layout import (
     CHANGES_SCHEMA,
     CLUSTERS_SCHEMA,
-    DOCUMENTS_SCHEMA,
     NOISE,
     UPDATE_ASSIGNMENTS_SCHEMA,
     UPDATE_MAP_SCHEMA,
     RunLayout,
+    documents_schema,
     read_embeddings,
     write_embeddings,
     write_table,
@@ -299,7 +299,7 @@ def _write_posts(
     layout: RunLayout,
 ) -> None:
     """Write the run's posts, embeddings, map and assignments; the base's rows are copied as they were."""
-    write_table(posts, layout.sample, DOCUMENTS_SCHEMA)
+    write_table(posts, layout.sample, documents_schema(posts.columns))
     _, base_vectors = read_embeddings(base.root / "embeddings.parquet")
     write_embeddings(posts["doc_id"].tolist(), np.vstack([base_vectors, embedded]), layout.embeddings)
     frame = pd.DataFrame(

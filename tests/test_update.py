@@ -245,3 +245,6 @@ def test_nothing_new_writes_no_folder(tmp_path, tiny_corpus):
     grown.to_csv(corpus, index=False)
     manifest = update(output=OutputSettings(output_dir=tmp_path / "runs", run_name="grown"))
     assert manifest["counts"]["added"] == len(tiny_corpus)
+    # The corpus's other columns (its unused "id") stay with the base's posts and the new ones.
+    ids = pq.read_table(tmp_path / "runs" / "grown" / "sample.parquet").column("id").to_pylist()
+    assert sorted(ids) == sorted(tiny_corpus["id"].astype(str).tolist() * 2)
