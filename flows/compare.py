@@ -98,11 +98,11 @@ def compare(
     with open_run(base) as comparison:
         sample = draw_sample(comparison, base)
         manifests, roots = {}, {}
-        for variant, settings in runs.items():
+        for variant, (settings, resolved) in runs.items():
             with open_run(settings) as run:
                 run.step("sample", keep_sample, sample, layout=run.layout)
                 run.record(counts=comparison.report["counts"])
-                analyse_sample(run, sample, settings)
+                analyse_sample(run, sample, settings, resolved)
             manifests[variant], roots[variant] = run.manifest, run.layout.root
         if base.embedding.plan:
             comparison.discard()

@@ -89,7 +89,7 @@ def newsgroups(
         seed=seed,
         preset=preset,
     )
-    check_settings(settings)
+    resolved = check_settings(settings)
     with open_run(settings, label=settings.embedding.embedder) as run:
-        analyse_sample(run, draw_sample(run, settings), settings)
+        analyse_sample(run, draw_sample(run, settings), settings, resolved)
     return run.manifest

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from prefect import task
@@ -56,15 +57,18 @@ def preset_summary(settings: RunSettings) -> str | None:
     return f"preset {settings.preset}: " + (", ".join(chosen) or "the defaults")
 
 
-def check_settings(settings: RunSettings) -> None:
+def check_settings(settings: RunSettings) -> dict[str, Any]:
     """Refuse settings that cannot work whatever the data: the embedder and the task runner must be ready.
 
-    Also logs what a preset resolved to, before anything else happens.
+    Also logs what a preset resolved to, before anything else happens. Returns
+    what the embedder's check resolved (its API key), for the plan to build the
+    embedder with (:func:`tasks.embed.plan.plan_sample`).
     """
     if summary := preset_summary(settings):
         run_logger(log).info("settings: %s", summary)
-    EMBEDDERS.get(settings.embedding.embedder).check_ready(settings.embedding)
+    resolved = EMBEDDERS.get(settings.embedding.embedder).check_ready(settings.embedding)
     check_execution(settings.execution)
+    return resolved
 
 
 def check_sample(

@@ -46,17 +46,15 @@ def default_embedders(environ: dict[str, str]) -> list[str]:
 
 def checked_variants(
     parameters: dict[str, Any], embedders: Sequence[str] | None, clusterers: Sequence[str] | None
-) -> tuple[RunSettings, dict[str, RunSettings]]:
-    """A comparison's own settings and each variant's, every one checked before any work."""
+) -> tuple[RunSettings, dict[str, tuple[RunSettings, dict[str, Any]]]]:
+    """A comparison's own settings, and each variant's with what its check resolved; all checked before any work."""
     output = parameters["output"]
     name = output.run_name or default_run_name("compare")
     base = RunSettings(**parameters | {"output": output.model_copy(update={"run_name": name})})
     runs = variants(
         base, embedders or default_embedders(dict(os.environ)), clusterers or ["kmeans", "hdbscan"]
     )
-    for settings in runs.values():
-        check_settings(settings)
-    return base, runs
+    return base, {name: (settings, check_settings(settings)) for name, settings in runs.items()}
 
 
 def variants(

@@ -340,17 +340,22 @@ def _prefect_records(flow_run_id) -> list[str]:
 
 @pytest.mark.slow
 def test_the_whole_flow_embeds_with_gemini_and_the_key_appears_nowhere(
-    gemini, archive, data_home, tmp_path, caplog, capfd
+    gemini, archive, data_home, tmp_path, caplog, capfd, monkeypatch
 ):
     import pyarrow.parquet as pq
 
+    import tasks.embed._gemini as gemini_module
     from flows.newsgroups import newsgroups
     from tasks.layout import read_embeddings
 
+    resolutions = []
+    resolve = gemini_module.resolve_api_key
+    monkeypatch.setattr(gemini_module, "resolve_api_key", lambda s: resolutions.append(s) or resolve(s))
     server = gemini(faults=["503"])
     caplog.set_level(logging.DEBUG)
     state = newsgroups(**_flow_settings(archive, data_home, tmp_path, "gemini-run"), return_state=True)
     manifest = state.result()
+    assert len(resolutions) == 1  # checked once before any data is read; the plan and the batches reuse it
     root = tmp_path / "gemini-run"
 
     doc_ids, vectors = read_embeddings(root / "embeddings.parquet")

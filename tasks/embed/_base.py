@@ -56,16 +56,22 @@ class Embedder(ABC):
     max_input_chars: ClassVar[int | None] = None
 
     @classmethod
-    def check_ready(cls, settings: Settings) -> None:
+    def check_ready(cls, settings: Settings) -> dict[str, Any]:
         """Raise a :class:`~tasks.errors.PipelineError` if this embedder cannot run at all.
 
         Called before any data is read, so a missing package or API key fails
-        the run in its first second. Must be cheap: no model loading.
+        the run in its first second. Must be cheap: no model loading. Returns
+        what the check resolved (an API key), as keyword arguments that
+        :meth:`from_settings` takes, so the run resolves nothing twice.
         """
+        return {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, seed: int) -> Embedder:
-        """Build the embedder from the run's embedding settings (override to read options)."""
+    def from_settings(cls, settings: Settings, *, seed: int, **resolved: Any) -> Embedder:
+        """Build the embedder from the run's embedding settings (override to read options).
+
+        ``resolved`` is what :meth:`check_ready` returned, when the caller checked first.
+        """
         return cls()
 
     def share_limits(self, name: str) -> None:

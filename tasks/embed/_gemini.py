@@ -196,16 +196,16 @@ class GeminiEmbedder(Embedder):
         return f"GeminiEmbedder(model={self.model!r}, dimensions={self.dimensions})"
 
     @classmethod
-    def check_ready(cls, settings: Settings) -> None:
+    def check_ready(cls, settings: Settings) -> dict[str, str]:
         """google-genai must be installed and an API key available (env variables or Secret block)."""
         _genai()
-        resolve_api_key(settings)
+        return {"api_key": resolve_api_key(settings)}
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, seed: int) -> GeminiEmbedder:
-        """Read the ``gemini_*`` and rate-limit settings and the API key."""
+    def from_settings(cls, settings: Settings, *, seed: int, api_key: str | None = None) -> GeminiEmbedder:
+        """Read the ``gemini_*`` and rate-limit settings, and the API key unless ``check_ready`` gave it."""
         return cls(
-            resolve_api_key(settings),
+            api_key or resolve_api_key(settings),
             model=settings.gemini_model,
             dimensions=settings.gemini_dimensions,
             task_type=settings.task_type,

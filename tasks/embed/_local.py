@@ -230,7 +230,7 @@ class LocalEmbedder(Embedder):
         )
 
     @classmethod
-    def check_ready(cls, settings: Settings) -> None:
+    def check_ready(cls, settings: Settings) -> dict[str, Any]:
         """The packages must be installed and the model fetched (checked without importing torch)."""
         spec = get_model(settings.local_model)
         needed = ["sentence_transformers", *([spec.bundled_module] if spec.bundled_module else [])]
@@ -239,6 +239,7 @@ class LocalEmbedder(Embedder):
         if any(find_spec(name) is None for name in needed):
             raise MissingDependencyError(INSTALL_HINT)
         check_model_ready(spec, settings.models_dir)
+        return {}
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; returns (len(texts), dimensions) float32, unit-length rows.

@@ -220,12 +220,20 @@ class EmbedStart:
     cache_dir: Path | None
 
 
-def start_embedding(texts: list[str], settings: Settings, *, seed: int, cache_dir: Path | None) -> EmbedStart:
+def start_embedding(
+    texts: list[str],
+    settings: Settings,
+    *,
+    seed: int,
+    cache_dir: Path | None,
+    resolved: dict[str, Any] | None = None,
+) -> EmbedStart:
     """Build the embedder, open its cache, look ``texts`` up and plan the rest; embeds nothing.
 
-    ``settings`` is a :class:`tasks.config.EmbeddingSettings`.
+    ``settings`` is a :class:`tasks.config.EmbeddingSettings`; ``resolved`` what
+    the embedder's ``check_ready`` returned for them (its API key), if the run checked.
     """
-    embedder = EMBEDDERS.get(settings.embedder).from_settings(settings, seed=seed)
+    embedder = EMBEDDERS.get(settings.embedder).from_settings(settings, seed=seed, **(resolved or {}))
     store = _open_cache(embedder, settings, cache_dir)
     lookup = look_up(texts, store)
     plan = plan_embedding(texts, embedder, lookup, batch_size=settings.batch_size, throughput_dir=cache_dir)
@@ -241,13 +249,18 @@ def run_cache_dir(settings: Settings) -> Path:
     return (embedding.cache_dir or default_cache_dir(settings.output.output_dir)).absolute()
 
 
-def plan_sample(sample: pd.DataFrame, settings: Settings) -> EmbedStart:
+def plan_sample(sample: pd.DataFrame, settings: Settings, resolved: dict[str, Any]) -> EmbedStart:
     """The first step of the run's embed stage for ``sample``, logged: embedder, cache, lookup and plan.
 
-    ``settings`` is the run's :class:`tasks.config.RunSettings`.
+    ``settings`` is the run's :class:`tasks.config.RunSettings`; ``resolved`` what
+    :func:`tasks.check.check_settings` returned for them.
     """
     start = start_embedding(
-        sample["text"].tolist(), settings.embedding, seed=settings.seed, cache_dir=run_cache_dir(settings)
+        sample["text"].tolist(),
+        settings.embedding,
+        seed=settings.seed,
+        cache_dir=run_cache_dir(settings),
+        resolved=resolved,
     )
     run_logger(log).info("embed: %s", start.plan.summary())
     return start
