@@ -10,8 +10,6 @@ importing Prefect (the command line refuses a bad flag before Prefect is importe
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from prefect import task
@@ -23,27 +21,12 @@ from tasks.embed._tfidf import TfidfEmbedder
 from tasks.embed.hybrid import append_tfidf
 from tasks.embed.stage import EmbedStart, embed_sample
 from tasks.evaluate import evaluate_task
-from tasks.layout import ASSIGNMENTS_SCHEMA, MAP_SCHEMA, NOISE, RunLayout, write_table
+from tasks.layout import ASSIGNMENTS_SCHEMA, NOISE, RunLayout, write_table
 from tasks.names import name_task
 from tasks.placement import fit_state, write_state
 from tasks.publish import publish_task
-from tasks.reduce import Reducer, default_map_cache_dir, map_embeddings
+from tasks.reduce.stage import default_map_cache_dir, map_task
 from tasks.run import Run
-
-
-@task(name="map", task_run_name="map-{reducer.name}")
-def map_task(
-    sample: pd.DataFrame,
-    vectors: np.ndarray,
-    reducer: Reducer,
-    *,
-    cache_dir: Path | None,
-    layout: RunLayout,
-) -> pd.DataFrame:
-    """Prefect task: :func:`~tasks.reduce.map_embeddings` of the sample, persisted to ``map.parquet``."""
-    frame = map_embeddings(sample["doc_id"].tolist(), vectors, reducer, cache_dir=cache_dir)
-    write_table(frame, layout.map, MAP_SCHEMA)
-    return frame
 
 
 @task(name="cluster", task_run_name="cluster-{clusterer.name}")

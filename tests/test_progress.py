@@ -46,7 +46,7 @@ def _lines(caplog, stage: str = "map") -> list[str]:
 def test_tsne_reports_its_iterations_through_both_phases_without_prefect(caplog, monkeypatch):
     caplog.set_level(logging.INFO)
     # Seconds pass between reports, so every report is due for a line.
-    monkeypatch.setattr("tasks.reduce.progress", partial(progress, clock=Ticking(6.0)))
+    monkeypatch.setattr("tasks.reduce._tsne.progress", partial(progress, clock=Ticking(6.0)))
     TsneReducer(perplexity=5, n_iter=100, seed=0).fit_transform(_points())
     lines = _lines(caplog)
     assert any(line.startswith("map: 50/350 t-SNE iterations (14%)") for line in lines)

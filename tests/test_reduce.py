@@ -15,7 +15,8 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from tasks.config import MapSettings
 from tasks.errors import InputError
-from tasks.reduce import REDUCERS, PcaReducer, TsneReducer, build_reducer, map_embeddings
+from tasks.reduce import REDUCERS, PcaReducer, TsneReducer, build_reducer
+from tasks.reduce.stage import map_embeddings
 
 
 @pytest.fixture(scope="module")

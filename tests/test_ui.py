@@ -273,7 +273,8 @@ def test_a_stages_own_log_lines_reach_the_flow_runs_logs_under_a_worker(server, 
         for name, message in lines
     ), lines
     assert any(
-        name == "tasks.reduce" and message.startswith("map: t-SNE KL divergence") for name, message in lines
+        name == "tasks.reduce._tsne" and message.startswith("map: t-SNE KL divergence")
+        for name, message in lines
     ), lines
 
 
