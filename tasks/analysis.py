@@ -15,31 +15,19 @@ import pandas as pd
 from prefect import task
 
 from tasks.check import Backends
-from tasks.cluster import Clusterer, cluster_embeddings
+from tasks.cluster import Clusterer
+from tasks.cluster.stage import cluster_task
 from tasks.config import RunSettings
 from tasks.embed._tfidf import TfidfEmbedder
 from tasks.embed.hybrid import append_tfidf
 from tasks.embed.stage import EmbedStart, embed_sample
 from tasks.evaluate import evaluate_task
-from tasks.layout import ASSIGNMENTS_SCHEMA, NOISE, RunLayout, write_table
+from tasks.layout import NOISE, RunLayout
 from tasks.names import name_task
 from tasks.placement import fit_state, write_state
 from tasks.publish import publish_task
 from tasks.reduce.stage import default_map_cache_dir, map_task
 from tasks.run import Run
-
-
-@task(name="cluster", task_run_name="cluster-{clusterer.name}")
-def cluster_task(
-    sample: pd.DataFrame, vectors: np.ndarray, clusterer: Clusterer, *, layout: RunLayout
-) -> np.ndarray:
-    """Prefect task: :func:`~tasks.cluster.cluster_embeddings` on the sample, persisted to ``assignments.parquet``.
-
-    Returns the labels (n,), in the sample's order.
-    """
-    frame = cluster_embeddings(sample["doc_id"].tolist(), vectors, clusterer)
-    write_table(frame, layout.assignments, ASSIGNMENTS_SCHEMA)
-    return frame["cluster"].to_numpy()
 
 
 @task(name="features", task_run_name="features-tfidf-{weight}")

@@ -10,13 +10,8 @@ import sklearn.cluster
 from sklearn.datasets import make_blobs
 from sklearn.metrics import v_measure_score
 
-from tasks.cluster import (
-    CLUSTERERS,
-    KMeansClusterer,
-    build_clusterer,
-    cluster_embeddings,
-    resolve_n_clusters,
-)
+from tasks.cluster import CLUSTERERS, KMeansClusterer, build_clusterer, resolve_n_clusters
+from tasks.cluster.stage import cluster_embeddings
 from tasks.config import ClusterSettings
 from tasks.errors import InputError
 

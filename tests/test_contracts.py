@@ -1,6 +1,6 @@
 """One contract per pluggable stage, checked for every registered offline backend.
 
-Adding a reducer or a clusterer is one class in its stage module; these tests
+Adding a reducer or a clusterer is one module in its stage's package; these tests
 then hold it to the same promises as the others: shape, dtype, seeded
 reproducibility, and the cluster-count and noise declarations.
 """
@@ -14,7 +14,8 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from tasks.cluster import CLUSTERERS, Clusterer, build_clusterer, cluster_embeddings
+from tasks.cluster import CLUSTERERS, Clusterer, build_clusterer
+from tasks.cluster.stage import cluster_embeddings
 from tasks.config import ClusterSettings, EmbeddingSettings, MapSettings
 from tasks.embed import EMBEDDERS, new_job
 from tasks.layout import NOISE
