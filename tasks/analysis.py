@@ -19,7 +19,7 @@ from tasks.cluster import Clusterer
 from tasks.cluster.stage import cluster_task
 from tasks.config import RunSettings
 from tasks.embed._tfidf import TfidfEmbedder
-from tasks.embed.hybrid import append_tfidf
+from tasks.embed.hybrid import features_task
 from tasks.embed.stage import EmbedStart, embed_sample
 from tasks.evaluate import evaluate_task
 from tasks.layout import NOISE, RunLayout
@@ -28,14 +28,6 @@ from tasks.placement import fit_state, write_state
 from tasks.publish import publish_task
 from tasks.reduce.stage import default_map_cache_dir, map_task
 from tasks.run import Run
-
-
-@task(name="features", task_run_name="features-tfidf-{weight}")
-def features_task(
-    vectors: np.ndarray, texts: list[str], *, weight: float, dimensions: int, seed: int
-) -> np.ndarray:
-    """Prefect task: :func:`~tasks.embed.hybrid.append_tfidf`."""
-    return append_tfidf(vectors, texts, weight=weight, dimensions=dimensions, seed=seed)
 
 
 @task(name="placement-state", task_run_name="placement-state")

@@ -4,7 +4,8 @@ Sentence models blur rare, decisive words (part numbers, drug names, "PGP")
 into their neighbours; TF-IDF keeps them. Appending the sample's TF-IDF-SVD
 vectors, scaled by a weight, lets the clusterer use both: on the tutorial's
 protocol EmbeddingGemma rose from .958 to .960 (train) and from .906 to .921
-(test) with weight .5 (docs/models.md, "Quality").
+(test) with weight .5 (docs/models.md, "Quality"). This is the features stage
+(``--tfidf-weight``); its Prefect task is :func:`features_task`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from prefect import task
 
 from tasks.embed._tfidf import TfidfEmbedder, TfidfState
 
@@ -43,3 +45,11 @@ def append_fitted_tfidf(
 def weighted(vectors: np.ndarray, tfidf: np.ndarray, weight: float) -> np.ndarray:
     """``vectors`` with ``weight`` times ``tfidf`` beside them, float32."""
     return np.hstack([vectors, np.float32(weight) * tfidf]).astype(np.float32)
+
+
+@task(name="features", task_run_name="features-tfidf-{weight}")
+def features_task(
+    vectors: np.ndarray, texts: list[str], *, weight: float, dimensions: int, seed: int
+) -> np.ndarray:
+    """Prefect task: :func:`append_tfidf`."""
+    return append_tfidf(vectors, texts, weight=weight, dimensions=dimensions, seed=seed)
