@@ -1,64 +1,29 @@
-"""The stages after the plan: embed, features, map, cluster, evaluate, name and publish one sample.
+"""The stages after the plan, in order: embed, features, map, cluster, placement state, evaluate, name, publish.
 
 :func:`tasks.pipeline.analyse_sample` calls :func:`analyse_planned` once the
 plan is made; ``--plan`` stops before, so it never imports these stages'
 libraries (scikit-learn, matplotlib, plotly, openTSNE, torch: seconds).
-The Prefect tasks of the features, map and cluster stages live here, not beside
-their backends, so ``tasks.config`` can read the backends' names without
-importing Prefect (the command line refuses a bad flag before Prefect is imported).
+Each stage's Prefect task sits with the stage (``tasks.reduce.stage``,
+``tasks.cluster.stage``, ``tasks.embed.hybrid``, ``tasks.placement``, ...);
+this module only runs them, one run step each.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
-from prefect import task
 
 from tasks.check import Backends
-from tasks.cluster import Clusterer
 from tasks.cluster.stage import cluster_task
 from tasks.config import RunSettings
-from tasks.embed._tfidf import TfidfEmbedder
 from tasks.embed.hybrid import features_task
 from tasks.embed.stage import EmbedStart, embed_sample
 from tasks.evaluate import evaluate_task
-from tasks.layout import NOISE, RunLayout
+from tasks.layout import NOISE
 from tasks.names import name_task
-from tasks.placement import fit_state, write_state
+from tasks.placement import state_task
 from tasks.publish import publish_task
 from tasks.reduce.stage import default_map_cache_dir, map_task
 from tasks.run import Run
-
-
-@task(name="placement-state", task_run_name="placement-state")
-def state_task(
-    sample: pd.DataFrame,
-    vectors: np.ndarray,
-    clusters: np.ndarray,
-    clusterer: Clusterer,
-    settings: RunSettings,
-    *,
-    layout: RunLayout,
-) -> None:
-    """Prefect task: keep what places later posts against this run (:mod:`tasks.placement`)."""
-    embedding = settings.embedding
-    tfidf = None
-    if embedding.embedder == "tfidf" or embedding.tfidf_weight:
-        # Fitted again rather than carried out of the embed batches: the fit is deterministic and
-        # takes seconds, where the batches may have run in other processes.
-        embedder = TfidfEmbedder(dimensions=embedding.tfidf_dimensions, seed=settings.seed)
-        tfidf = embedder.fit(sample["text"].tolist())[0]
-    state = fit_state(
-        vectors,
-        clusters,
-        reducer=settings.mapping.reducer,
-        clusterer=clusterer.name,
-        mapping=settings.mapping.model_dump(mode="json"),
-        seed=settings.seed,
-        model=clusterer.fitted(),
-        tfidf=tfidf,
-    )
-    write_state(state, vectors, layout.root)
 
 
 def analyse_planned(

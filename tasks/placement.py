@@ -22,6 +22,8 @@ The rules (docs/living-map.md):
 - emerging: when at least ``min_size`` new posts fit no cluster, HDBSCAN on
   them finds the groups that become new clusters, numbered after every number
   used before.
+
+A run keeps its state with :func:`state_task`; ``flows/update.py`` reads it back.
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from prefect import task
 
-from tasks.cluster import predict
-from tasks.embed._tfidf import TfidfState
+from tasks.cluster import Clusterer, predict
+from tasks.config import RunSettings
+from tasks.embed._tfidf import TfidfEmbedder, TfidfState
 from tasks.errors import InputError
-from tasks.layout import NOISE, atomic_path, write_json
+from tasks.layout import NOISE, RunLayout, atomic_path, write_json
 
 STATE = "placement.json"
 FEATURES = "features.npy"
@@ -157,6 +162,47 @@ def write_state(state: PlacementState, features: np.ndarray, root: Path) -> None
             np.save(handle, np.asarray(array), allow_pickle=False)
     described = {k: v for k, v in vars(state).items() if k != "arrays"}
     write_json({**described, "arrays": sorted(state.arrays)}, root / STATE)
+
+
+def run_state(
+    sample: pd.DataFrame,
+    vectors: np.ndarray,
+    clusters: np.ndarray,
+    clusterer: Clusterer,
+    settings: RunSettings,
+) -> PlacementState:
+    """The state of a run that mapped and clustered ``vectors`` (the sample's) as ``clusters`` with ``settings``."""
+    embedding = settings.embedding
+    tfidf = None
+    if embedding.embedder == "tfidf" or embedding.tfidf_weight:
+        # Fitted again rather than carried out of the embed batches: the fit is deterministic and
+        # takes seconds, where the batches may have run in other processes.
+        embedder = TfidfEmbedder(dimensions=embedding.tfidf_dimensions, seed=settings.seed)
+        tfidf = embedder.fit(sample["text"].tolist())[0]
+    return fit_state(
+        vectors,
+        clusters,
+        reducer=settings.mapping.reducer,
+        clusterer=clusterer.name,
+        mapping=settings.mapping.model_dump(mode="json"),
+        seed=settings.seed,
+        model=clusterer.fitted(),
+        tfidf=tfidf,
+    )
+
+
+@task(name="placement-state", task_run_name="placement-state")
+def state_task(
+    sample: pd.DataFrame,
+    vectors: np.ndarray,
+    clusters: np.ndarray,
+    clusterer: Clusterer,
+    settings: RunSettings,
+    *,
+    layout: RunLayout,
+) -> None:
+    """Prefect task: write the :func:`run_state` into the run folder, beside the run's vectors."""
+    write_state(run_state(sample, vectors, clusters, clusterer, settings), vectors, layout.root)
 
 
 def read_state(root: Path) -> tuple[PlacementState, np.ndarray]:
