@@ -141,7 +141,7 @@ def test_check_ready_passes_without_importing_torch():
 
 
 def test_tfidf_needs_nothing_to_be_ready():
-    assert TfidfEmbedder.check_ready(EmbeddingSettings(embedder="tfidf")) is None
+    assert TfidfEmbedder.check_ready(EmbeddingSettings(embedder="tfidf")) == {}  # nothing to resolve
 
 
 # --- TF-IDF -----------------------------------------------------------------------------------
