@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 # C0 and C1 controls (ESC, BEL, CR, ...), and the bidirectional overrides that reorder what a terminal shows.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -73,3 +75,22 @@ def plotly_text(value: object) -> str:
     'say "hi" &lt;b&gt;'
     """
     return html.escape(str(value), quote=False)
+
+
+def console_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str, str]]) -> list[str]:
+    """A plain-text table for the terminal: a header, a rule, and a line per row.
+
+    Each column is ``(title, key, spec)``: the row's ``key`` is formatted with
+    the format ``spec`` (``"<17"``, ``">8.2f"``); a spec without a type shows
+    any value (None too) as ``str`` does. Titles take the spec's alignment and width.
+    """
+
+    def cell(value: Any, spec: str) -> str:
+        return format(value if spec[-1:].isalpha() else str(value), spec)
+
+    header = " ".join(cell(title, re.match(r"[<>^]?\d*", spec).group()) for title, _, spec in columns)
+    return [
+        header,
+        "-" * len(header),
+        *(" ".join(cell(row[key], spec) for _, key, spec in columns) for row in rows),
+    ]

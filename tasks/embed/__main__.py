@@ -14,17 +14,23 @@ from pathlib import Path
 from typing import Any
 
 from tasks.embed.cache import prune, summarise
+from tasks.text import console_table
+
+CACHE_COLUMNS = [
+    ("folder", "folder", "<17"),
+    ("embedder", "embedder", "<10"),
+    ("model", "model", "<42"),
+    ("dims", "dimensions", ">5"),
+    ("parts", "parts", ">6"),
+    ("entries", "entries", ">8"),
+    ("bad", "unreadable", ">4"),
+    ("MiB", "mib", ">8.2f"),
+]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """``rows`` of :func:`summarise` as a plain-text table with a total line."""
-    header = f"{'folder':<17} {'embedder':<10} {'model':<42} {'dims':>5} {'parts':>6} {'entries':>8} {'bad':>4} {'MiB':>8}"
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        lines.append(
-            f"{row['folder']:<17} {row['embedder']:<10} {row['model']:<42} {row['dimensions']!s:>5} "
-            f"{row['parts']:>6} {row['entries']:>8} {row['unreadable']:>4} {row['mib']:>8.2f}"
-        )
+    lines = console_table(rows, CACHE_COLUMNS)
     total = sum(row["mib"] for row in rows)
     lines.append(f"{len(rows)} identities, {sum(r['entries'] for r in rows)} entries, {total:.2f} MiB")
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from tasks.embed.models.catalogue import (
 )
 from tasks.embed.models.fetch import fetch_model
 from tasks.errors import InputError, OutputError
+from tasks.text import console_table
 
 
 def folder_size(path: Path) -> int:
@@ -60,16 +61,19 @@ def list_models(root: Path | None = None, *, verify: bool = False) -> list[dict[
     return rows
 
 
+MODEL_COLUMNS = [
+    ("model", "model", "<22"),
+    ("dims", "dimensions", ">5"),
+    ("licence", "licence", "<19"),
+    ("state", "state", "<12"),
+    ("MiB", "mib", ">8.1f"),
+    ("folder", "folder", ""),
+]
+
+
 def format_models(rows: list[dict[str, Any]]) -> str:
     """Rows of :func:`list_models` as a plain-text table."""
-    header = f"{'model':<22} {'dims':>5} {'licence':<19} {'state':<12} {'MiB':>8}  folder"
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        lines.append(
-            f"{row['model']:<22} {row['dimensions']:>5} {row['licence']:<19} {row['state']:<12} "
-            f"{row['mib']:>8.1f}  {row['folder']}"
-        )
-    return "\n".join(lines)
+    return "\n".join(console_table(rows, MODEL_COLUMNS))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
