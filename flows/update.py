@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.config import (
@@ -47,7 +47,7 @@ from tasks.layout import (
     write_table,
 )
 from tasks.names import name_clusters
-from tasks.placement import PlacementState, assign, emerging, fit_state, place, read_state, write_state
+from tasks.placement import PlacementState, fit_state, place_task, read_state, write_state
 from tasks.publish import publish_task
 from tasks.reduce import REDUCERS
 from tasks.run import open_run
@@ -103,26 +103,6 @@ def update_settings(
         "preset": None,
     }
     return RunSettings.model_validate(merged)
-
-
-@task(name="place", task_run_name="place-{state.reducer}-{state.clusterer}")
-def place_task(
-    state: PlacementState,
-    base_features: np.ndarray,
-    base_coords: np.ndarray,
-    base_clusters: np.ndarray,
-    features: np.ndarray,
-    *,
-    min_emerging: int,
-) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Prefect task: map positions, clusters (emerging ones included) and emerging numbers of the new posts."""
-    coords = place(state, base_features, base_coords, features)
-    labels = assign(state, base_features, base_clusters, features)
-    radius = float(np.median(state.arrays["radii"])) if state.cluster_ids else 0.0
-    labels, new_ids = emerging(
-        features, labels, first=state.next_cluster, min_size=min_emerging, radius=radius
-    )
-    return coords, labels, new_ids
 
 
 def _new_vectors(

@@ -23,7 +23,8 @@ The rules (docs/living-map.md):
   them finds the groups that become new clusters, numbered after every number
   used before.
 
-A run keeps its state with :func:`state_task`; ``flows/update.py`` reads it back.
+A run keeps its state with :func:`state_task`; ``flows/update.py`` reads it back
+and places the new posts with :func:`place_task` (:func:`place_posts`).
 """
 
 from __future__ import annotations
@@ -325,3 +326,32 @@ def emerging(
     for offset, group in enumerate(found):
         labels[loose[groups == group]] = first + offset
     return labels, [first + offset for offset in range(len(found))]
+
+
+def place_posts(
+    state: PlacementState,
+    base_features: np.ndarray,
+    base_coords: np.ndarray,
+    base_clusters: np.ndarray,
+    features: np.ndarray,
+    *,
+    min_emerging: int,
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Map positions, clusters (emerging ones included) and emerging numbers of the new posts' ``features``.
+
+    :func:`place` and :func:`assign` them against the base; groups of at least
+    ``min_emerging`` that fit no cluster become :func:`emerging` ones, numbered
+    from ``state.next_cluster`` (a loose post joins one as near as the base
+    clusters' median radius).
+    """
+    coords = place(state, base_features, base_coords, features)
+    labels = assign(state, base_features, base_clusters, features)
+    radius = float(np.median(state.arrays["radii"])) if state.cluster_ids else 0.0
+    labels, new_ids = emerging(
+        features, labels, first=state.next_cluster, min_size=min_emerging, radius=radius
+    )
+    return coords, labels, new_ids
+
+
+place_task = task(place_posts, name="place", task_run_name="place-{state.reducer}-{state.clusterer}")
+"""Prefect task: :func:`place_posts`."""
