@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from tasks.changes import changes_table, publish_changes
 from tasks.config import (
     EmbeddingSettings,
     ExecutionSettings,
@@ -54,18 +54,13 @@ from tasks.run import open_run
 from tasks.update import (
     BaseRun,
     added_metrics,
-    changes_table,
     check_same_vectors,
     load_base,
     match_keys,
     new_posts,
     resolve_base,
     stable_names,
-    summary_in_words,
 )
-
-CHANGES_KEY = "newsgroups-changes"
-UPDATE_SUMMARY_KEY = "newsgroups-update"
 
 
 def _given(model: Any) -> dict[str, Any]:
@@ -233,7 +228,7 @@ def update(
             added=added,
             base_name=base.name,
         )
-        _publish_changes(base.name, changes, metrics.get("added"), run.layout)
+        publish_changes(base.name, changes, metrics.get("added"), run.layout)
         next_state = fit_state(
             features,
             clusters,
@@ -293,27 +288,3 @@ def _write_posts(
     )
     write_table(frame, layout.map, UPDATE_MAP_SCHEMA)
     write_table(frame, layout.assignments, UPDATE_ASSIGNMENTS_SCHEMA)
-
-
-def _publish_changes(
-    base_name: str, changes: pd.DataFrame, metrics: dict[str, Any] | None, layout: RunLayout
-) -> None:
-    """The changes as a table artifact and, in words, as a Markdown artifact."""
-    create_table_artifact(
-        key=CHANGES_KEY,
-        table=[
-            {
-                **{k: row[k] for k in ("cluster", "name", "before", "added", "after", "emerging", "renamed")},
-                "share before": round(float(row["share_before"]), 4),
-                "share after": round(float(row["share_after"]), 4),
-                "rising terms": ", ".join(row["rising_terms"]),
-            }
-            for row in changes.to_dict(orient="records")
-        ],
-        description=f"What changed in run {layout.root.name} since {base_name}",
-    )
-    create_markdown_artifact(
-        key=UPDATE_SUMMARY_KEY,
-        markdown=summary_in_words(base_name, changes, metrics),
-        description=f"Run {layout.root.name}: the new posts since {base_name}, in words",
-    )
