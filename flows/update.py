@@ -25,102 +25,29 @@ from tasks.config import (
     ExecutionSettings,
     MapSettings,
     OutputSettings,
-    RunSettings,
     SamplingSettings,
     SourceSettings,
     UpdateSettings,
 )
 from tasks.corpus_store import clean_task, ingest_task, locate_corpus
-from tasks.embed.hybrid import append_fitted_tfidf
-from tasks.embed.stage import embed_sample
 from tasks.evaluate import evaluate_task
-from tasks.layout import (
-    CHANGES_SCHEMA,
-    CLUSTERS_SCHEMA,
-    NOISE,
-    UPDATE_ASSIGNMENTS_SCHEMA,
-    UPDATE_MAP_SCHEMA,
-    RunLayout,
-    documents_schema,
-    read_embeddings,
-    write_embeddings,
-    write_table,
-)
+from tasks.layout import CHANGES_SCHEMA, CLUSTERS_SCHEMA, NOISE, write_table
 from tasks.names import name_clusters
-from tasks.placement import PlacementState, fit_state, place_task, read_state, write_state
+from tasks.placement import fit_state, place_task, read_state, write_state
 from tasks.publish import publish_task
 from tasks.reduce import REDUCERS
 from tasks.run import open_run
 from tasks.update import (
-    BaseRun,
     added_metrics,
-    check_same_vectors,
     load_base,
     match_keys,
     new_posts,
+    new_vectors,
     resolve_base,
     stable_names,
+    update_settings,
+    write_posts,
 )
-
-
-def _given(model: Any) -> dict[str, Any]:
-    """The settings the user gave explicitly (the rest come from the base run)."""
-    return model.model_dump(include=model.model_fields_set)
-
-
-def update_settings(
-    base: BaseRun,
-    source: SourceSettings,
-    sampling: SamplingSettings,
-    embedding: EmbeddingSettings,
-    mapping: MapSettings,
-    output: OutputSettings,
-    execution: ExecutionSettings,
-) -> RunSettings:
-    """The update run's settings: the base's, with the source, groups and embedding settings the user gave.
-
-    Refuses another embedder, model, precision or reducer than the base's.
-    Per-class sampling does not apply to an update: every new post is taken.
-    """
-    check_same_vectors(base, {"embedding": _given(embedding), "mapping": _given(mapping)})
-    parameters = base.manifest["parameters"]
-    known = {name: parameters[name] for name in RunSettings.model_fields if name in parameters}
-    merged = {
-        **known,
-        "source": {**parameters["source"], **_given(source)},
-        "sampling": {
-            **parameters["sampling"],
-            **sampling.model_dump(include={"groups"} & sampling.model_fields_set),
-        },
-        "embedding": {**parameters["embedding"], **_given(embedding), "plan": False},
-        "output": output,
-        "execution": execution,
-        "preset": None,
-    }
-    return RunSettings.model_validate(merged)
-
-
-def _new_vectors(
-    fresh: pd.DataFrame, settings: RunSettings, state: PlacementState, layout: RunLayout
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """The new posts' embeddings and features, as the base made its own.
-
-    The embedder embeds them (through the cache), or the base's fitted TF-IDF
-    does for the tfidf embedder and ``--tfidf-weight``.
-    """
-    texts = fresh["text"].tolist()
-    embedding = settings.embedding
-    if embedding.embedder == "tfidf":
-        vectors = state.tfidf.transform(texts)
-        info: dict[str, Any] = {
-            "embedder": "tfidf",
-            "fitted_on": "the base run",
-            "dimensions": vectors.shape[1],
-        }
-    else:
-        vectors, info = embed_sample(fresh, settings, layout=layout)
-    features = append_fitted_tfidf(vectors, texts, state.tfidf, weight=embedding.tfidf_weight)
-    return vectors, features, info
 
 
 @flow(name="update", log_prints=True)
@@ -168,7 +95,7 @@ def update(
         print(message)
         return {"nothing_new": message}
     with open_run(settings, label="update") as run:
-        embedded, vectors, info = run.step("embed", _new_vectors, fresh, settings, state, run.layout)
+        embedded, vectors, info = run.step("embed", new_vectors, fresh, settings, state, run.layout)
         base_map = base.read("map.parquet")
         base_clusters = base.read("assignments.parquet")["cluster"].to_numpy(np.int32)
         coords, labels, new_ids = run.step(
@@ -185,7 +112,7 @@ def update(
         added = np.r_[np.zeros(len(base_sample), bool), np.ones(len(fresh), bool)]
         clusters = np.r_[base_clusters, labels].astype(np.int32)
         features = np.vstack([base_features, vectors]).astype(np.float32)
-        run.step("write", _write_posts, base, posts, base_map, coords, clusters, added, embedded, run.layout)
+        run.step("write", write_posts, base, posts, base_map, coords, clusters, added, embedded, run.layout)
         evaluation, metrics = run.step(
             "evaluate", evaluate_task, posts, clusters, features, seed=settings.seed, layout=run.layout
         )
@@ -261,30 +188,3 @@ def update(
             metrics=metrics,
         )
     return run.manifest
-
-
-def _write_posts(
-    base: BaseRun,
-    posts: pd.DataFrame,
-    base_map: pd.DataFrame,
-    coords: np.ndarray,
-    clusters: np.ndarray,
-    added: np.ndarray,
-    embedded: np.ndarray,
-    layout: RunLayout,
-) -> None:
-    """Write the run's posts, embeddings, map and assignments; the base's rows are copied as they were."""
-    write_table(posts, layout.sample, documents_schema(posts.columns))
-    _, base_vectors = read_embeddings(base.root / "embeddings.parquet")
-    write_embeddings(posts["doc_id"].tolist(), np.vstack([base_vectors, embedded]), layout.embeddings)
-    frame = pd.DataFrame(
-        {
-            "doc_id": posts["doc_id"],
-            "x": np.r_[base_map["x"].to_numpy(np.float32), coords[:, 0]],
-            "y": np.r_[base_map["y"].to_numpy(np.float32), coords[:, 1]],
-            "cluster": clusters,
-            "added": added,
-        }
-    )
-    write_table(frame, layout.map, UPDATE_MAP_SCHEMA)
-    write_table(frame, layout.assignments, UPDATE_ASSIGNMENTS_SCHEMA)

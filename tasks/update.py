@@ -1,4 +1,4 @@
-"""A living map's update, as plain functions: the base run, the new posts, stable names.
+"""A living map's update, as plain functions: the base run and settings, the new posts, names, files.
 
 ``flows/update.py`` runs them in order; :mod:`tasks.placement` places and
 assigns the new posts, :mod:`tasks.changes` says what changed. Everything here
@@ -18,8 +18,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tasks.config import (
+    EmbeddingSettings,
+    ExecutionSettings,
+    MapSettings,
+    OutputSettings,
+    RunSettings,
+    SamplingSettings,
+    SourceSettings,
+)
+from tasks.embed.hybrid import append_fitted_tfidf
+from tasks.embed.stage import embed_sample
 from tasks.errors import InputError
-from tasks.layout import MANIFEST, NOISE, file_sha256
+from tasks.layout import (
+    MANIFEST,
+    NOISE,
+    UPDATE_ASSIGNMENTS_SCHEMA,
+    UPDATE_MAP_SCHEMA,
+    RunLayout,
+    documents_schema,
+    file_sha256,
+    read_embeddings,
+    write_embeddings,
+    write_table,
+)
+from tasks.placement import PlacementState
 from tasks.sample import select_groups
 
 log = logging.getLogger(__name__)
@@ -145,6 +168,43 @@ def check_same_vectors(base: BaseRun, requested: dict[str, dict[str, Any]]) -> N
                 )
 
 
+def _given(model: Any) -> dict[str, Any]:
+    """The settings the user gave explicitly (the rest come from the base run)."""
+    return model.model_dump(include=model.model_fields_set)
+
+
+def update_settings(
+    base: BaseRun,
+    source: SourceSettings,
+    sampling: SamplingSettings,
+    embedding: EmbeddingSettings,
+    mapping: MapSettings,
+    output: OutputSettings,
+    execution: ExecutionSettings,
+) -> RunSettings:
+    """The update run's settings: the base's, with the source, groups and embedding settings the user gave.
+
+    Refuses another embedder, model, precision or reducer than the base's.
+    Per-class sampling does not apply to an update: every new post is taken.
+    """
+    check_same_vectors(base, {"embedding": _given(embedding), "mapping": _given(mapping)})
+    parameters = base.manifest["parameters"]
+    known = {name: parameters[name] for name in RunSettings.model_fields if name in parameters}
+    merged = {
+        **known,
+        "source": {**parameters["source"], **_given(source)},
+        "sampling": {
+            **parameters["sampling"],
+            **sampling.model_dump(include={"groups"} & sampling.model_fields_set),
+        },
+        "embedding": {**parameters["embedding"], **_given(embedding), "plan": False},
+        "output": output,
+        "execution": execution,
+        "preset": None,
+    }
+    return RunSettings.model_validate(merged)
+
+
 def match_keys(frame: pd.DataFrame, *, by_id: bool) -> pd.Series:
     """What identifies a post across runs: its id (20 Newsgroups, --id-column), else its cleaned text."""
     if by_id:
@@ -177,6 +237,29 @@ def new_posts(
     return fresh.reset_index(drop=True), total
 
 
+def new_vectors(
+    fresh: pd.DataFrame, settings: RunSettings, state: PlacementState, layout: RunLayout
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The new posts' embeddings and features, as the base made its own.
+
+    The embedder embeds them (through the cache), or the base's fitted TF-IDF
+    does for the tfidf embedder and ``--tfidf-weight``.
+    """
+    texts = fresh["text"].tolist()
+    embedding = settings.embedding
+    if embedding.embedder == "tfidf":
+        vectors = state.tfidf.transform(texts)
+        info: dict[str, Any] = {
+            "embedder": "tfidf",
+            "fitted_on": "the base run",
+            "dimensions": vectors.shape[1],
+        }
+    else:
+        vectors, info = embed_sample(fresh, settings, layout=layout)
+    features = append_fitted_tfidf(vectors, texts, state.tfidf, weight=embedding.tfidf_weight)
+    return vectors, features, info
+
+
 def stable_names(base_names: pd.DataFrame, names: pd.DataFrame, *, n_name_terms: int = 4) -> pd.DataFrame:
     """``names`` (a new ``clusters.parquet`` table) with each old cluster's name kept unless its terms changed.
 
@@ -196,6 +279,33 @@ def stable_names(base_names: pd.DataFrame, names: pd.DataFrame, *, n_name_terms:
         previous.append(old)
         renamed.append(old is not None and not keeps)
     return names.assign(name=kept_names, previous_name=previous, renamed=renamed)
+
+
+def write_posts(
+    base: BaseRun,
+    posts: pd.DataFrame,
+    base_map: pd.DataFrame,
+    coords: np.ndarray,
+    clusters: np.ndarray,
+    added: np.ndarray,
+    embedded: np.ndarray,
+    layout: RunLayout,
+) -> None:
+    """Write the run's posts, embeddings, map and assignments; the base's rows are copied as they were."""
+    write_table(posts, layout.sample, documents_schema(posts.columns))
+    _, base_vectors = read_embeddings(base.root / "embeddings.parquet")
+    write_embeddings(posts["doc_id"].tolist(), np.vstack([base_vectors, embedded]), layout.embeddings)
+    frame = pd.DataFrame(
+        {
+            "doc_id": posts["doc_id"],
+            "x": np.r_[base_map["x"].to_numpy(np.float32), coords[:, 0]],
+            "y": np.r_[base_map["y"].to_numpy(np.float32), coords[:, 1]],
+            "cluster": clusters,
+            "added": added,
+        }
+    )
+    write_table(frame, layout.map, UPDATE_MAP_SCHEMA)
+    write_table(frame, layout.assignments, UPDATE_ASSIGNMENTS_SCHEMA)
 
 
 def added_metrics(class_names: np.ndarray, clusters: np.ndarray, matched: dict[int, str]) -> dict[str, float]:
