@@ -134,16 +134,25 @@ def prefect_server(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture
-def chrome(tmp_path):
+def downloads(tmp_path) -> Path:
+    """The empty folder where the ``chrome`` fixture's browser saves what a page downloads."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def chrome(tmp_path, downloads):
     """Headless Chromium (a ``selenium.webdriver.Chrome``), offline, with software WebGL and the network log.
 
-    Skips where Debian's chromium and chromedriver are missing. See tests/browser.py for
-    the waits (``wait_for``, ``wait_for_text``), ``requests_of`` and ``open_chrome`` (online pages).
+    It saves downloads in the ``downloads`` fixture's folder. Skips where Debian's chromium and chromedriver
+    are missing. See tests/browser.py for the waits (``wait_for``, ``wait_for_text``), ``requests_of`` and
+    ``open_chrome`` (online pages).
     """
     from tests.browser import open_chrome, require_chromium
 
     require_chromium()
-    with open_chrome(tmp_path / "chrome-profile", log_network=True) as driver:
+    with open_chrome(tmp_path / "chrome-profile", log_network=True, downloads=downloads) as driver:
         yield driver
 
 
