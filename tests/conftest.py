@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Before Prefect is imported: every test session gets its own Prefect home and database.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
@@ -30,6 +31,11 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tasks.mapdata import MapData
 
 
 class _CurrentStderr:
@@ -177,6 +183,50 @@ def train_posts(archive, data_home) -> pd.DataFrame:
     from tasks.ingest import load_newsgroups
 
     return load_newsgroups(archive=archive, data_home=data_home, subset="train")
+
+
+@pytest.fixture(scope="session")
+def real_map(train_posts) -> tuple[MapData, np.ndarray]:
+    """About 300 real sci posts as map.html draws them, and their vectors; shared by the session: only read it.
+
+    75 posts of each sci group, cleaned; TF-IDF and LSA vectors (40 dimensions, unit length); a PCA map;
+    k-means in 4 clusters named by their terms, with the last six posts unassigned (noise); each post's
+    neighbours and each cluster's central posts from the vectors.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA, TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    from tasks.clean import clean_corpus
+    from tasks.config import CleaningSettings
+    from tasks.mapdata import NOISE, prepare_map
+    from tasks.names import name_clusters
+    from tasks.sample import sample_per_class, select_groups
+
+    sample = sample_per_class(select_groups(train_posts, ["sci"]), 75, seed=0)
+    posts, _ = clean_corpus(sample, CleaningSettings())
+    texts, classes = posts["text"].tolist(), posts["class_name"].to_numpy()
+    tfidf = TfidfVectorizer(stop_words="english", min_df=2, max_df=0.5, sublinear_tf=True).fit_transform(
+        texts
+    )
+    vectors = normalize(TruncatedSVD(40, random_state=0).fit_transform(tfidf))
+    xy = PCA(2, random_state=0).fit_transform(vectors)
+    clusters = KMeans(4, random_state=0, n_init=10).fit_predict(vectors)
+    clusters[-6:] = NOISE
+    names = name_clusters(texts, clusters, class_names=classes).set_index("cluster")
+    coords = pd.DataFrame({"doc_id": posts["doc_id"], "x": xy[:, 0], "y": xy[:, 1]})
+    data = prepare_map(
+        coords,
+        texts,
+        clusters,
+        classes,
+        reducer_label="PCA",
+        cluster_names=names["name"].to_dict(),
+        matched_classes=names["matched_class"].dropna().to_dict(),
+        vectors=vectors,
+    )
+    return data, vectors
 
 
 @pytest.fixture

@@ -17,12 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.clean import clean_corpus
-from tasks.config import CleaningSettings
 from tasks.interactive import render_map_html
 from tasks.mapdata import NOISE, MapData, prepare_map
-from tasks.names import name_clusters
-from tasks.sample import sample_per_class, select_groups
 from tests.browser import requests_of, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,39 +72,6 @@ gd.data.forEach(function (t) { (t.customdata || []).forEach(function (row, i) {
   out[row[4]] = [r.left + l._size.l + l.xaxis.l2p(t.x[i]), r.top + l._size.t + l.yaxis.l2p(t.y[i])]; }); });
 return out;"""
 )
-
-
-@pytest.fixture(scope="module")
-def real_map(train_posts) -> tuple[MapData, np.ndarray]:
-    """About 300 real sci posts: TF-IDF and LSA vectors, a PCA map, k-means clusters named by their terms."""
-    from sklearn.cluster import KMeans
-    from sklearn.decomposition import PCA, TruncatedSVD
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.preprocessing import normalize
-
-    sample = sample_per_class(select_groups(train_posts, ["sci"]), 75, seed=0)
-    posts, _ = clean_corpus(sample, CleaningSettings())
-    texts, classes = posts["text"].tolist(), posts["class_name"].to_numpy()
-    tfidf = TfidfVectorizer(stop_words="english", min_df=2, max_df=0.5, sublinear_tf=True).fit_transform(
-        texts
-    )
-    vectors = normalize(TruncatedSVD(40, random_state=0).fit_transform(tfidf))
-    xy = PCA(2, random_state=0).fit_transform(vectors)
-    clusters = KMeans(4, random_state=0, n_init=10).fit_predict(vectors)
-    clusters[:6] = NOISE
-    names = name_clusters(texts, clusters, class_names=classes).set_index("cluster")
-    coords = pd.DataFrame({"doc_id": posts["doc_id"], "x": xy[:, 0], "y": xy[:, 1]})
-    data = prepare_map(
-        coords,
-        texts,
-        clusters,
-        classes,
-        reducer_label="PCA",
-        cluster_names=names["name"].to_dict(),
-        matched_classes=names["matched_class"].dropna().to_dict(),
-        vectors=vectors,
-    )
-    return data, vectors
 
 
 @pytest.mark.slow
