@@ -71,11 +71,14 @@ def require_chromium() -> None:
 
 
 @contextmanager
-def open_chrome(profile: Path, *, offline: bool = True, log_network: bool = False) -> Iterator[Any]:
+def open_chrome(
+    profile: Path, *, offline: bool = True, log_network: bool = False, downloads: Path | None = None
+) -> Iterator[Any]:
     """A ``selenium.webdriver.Chrome`` on a fresh ``profile``; quits it (and chromedriver) at the end.
 
     ``offline=False`` lets the page reach servers (the Prefect UI on 127.0.0.1);
-    ``log_network`` keeps DevTools' network events for :func:`requests_of`.
+    ``log_network`` keeps DevTools' network events for :func:`requests_of`;
+    ``downloads``, an existing folder, is where what a page downloads is saved, without asking.
     """
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -92,8 +95,15 @@ def open_chrome(profile: Path, *, offline: bool = True, log_network: bool = Fals
         # The page's own requests, seen by DevTools; Chromium's background traffic is not in it.
         options.add_experimental_option("perfLoggingPrefs", {"enableNetwork": True, "enablePage": False})
         options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    if downloads is not None:
+        options.add_experimental_option("prefs", {"download.default_directory": str(downloads)})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_script_timeout(TIMEOUT_S)
+    if downloads is not None:
+        # DevTools' setting too: it allows downloads without a prompt, whatever the profile's preferences.
+        driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+        )
     try:
         yield driver
     finally:

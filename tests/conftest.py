@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Before Prefect is imported: every test session gets its own Prefect home and database.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
@@ -30,6 +31,11 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tasks.mapdata import MapData
 
 
 class _CurrentStderr:
@@ -134,16 +140,25 @@ def prefect_server(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture
-def chrome(tmp_path):
+def downloads(tmp_path) -> Path:
+    """The empty folder where the ``chrome`` fixture's browser saves what a page downloads."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def chrome(tmp_path, downloads):
     """Headless Chromium (a ``selenium.webdriver.Chrome``), offline, with software WebGL and the network log.
 
-    Skips where Debian's chromium and chromedriver are missing. See tests/browser.py for
-    the waits (``wait_for``, ``wait_for_text``), ``requests_of`` and ``open_chrome`` (online pages).
+    It saves downloads in the ``downloads`` fixture's folder. Skips where Debian's chromium and chromedriver
+    are missing. See tests/browser.py for the waits (``wait_for``, ``wait_for_text``), ``requests_of`` and
+    ``open_chrome`` (online pages).
     """
     from tests.browser import open_chrome, require_chromium
 
     require_chromium()
-    with open_chrome(tmp_path / "chrome-profile", log_network=True) as driver:
+    with open_chrome(tmp_path / "chrome-profile", log_network=True, downloads=downloads) as driver:
         yield driver
 
 
@@ -168,6 +183,50 @@ def train_posts(archive, data_home) -> pd.DataFrame:
     from tasks.ingest import load_newsgroups
 
     return load_newsgroups(archive=archive, data_home=data_home, subset="train")
+
+
+@pytest.fixture(scope="session")
+def real_map(train_posts) -> tuple[MapData, np.ndarray]:
+    """About 300 real sci posts as map.html draws them, and their vectors; shared by the session: only read it.
+
+    75 posts of each sci group, cleaned; TF-IDF and LSA vectors (40 dimensions, unit length); a PCA map;
+    k-means in 4 clusters named by their terms, with the last six posts unassigned (noise); each post's
+    neighbours and each cluster's central posts from the vectors.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA, TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    from tasks.clean import clean_corpus
+    from tasks.config import CleaningSettings
+    from tasks.mapdata import NOISE, prepare_map
+    from tasks.names import name_clusters
+    from tasks.sample import sample_per_class, select_groups
+
+    sample = sample_per_class(select_groups(train_posts, ["sci"]), 75, seed=0)
+    posts, _ = clean_corpus(sample, CleaningSettings())
+    texts, classes = posts["text"].tolist(), posts["class_name"].to_numpy()
+    tfidf = TfidfVectorizer(stop_words="english", min_df=2, max_df=0.5, sublinear_tf=True).fit_transform(
+        texts
+    )
+    vectors = normalize(TruncatedSVD(40, random_state=0).fit_transform(tfidf))
+    xy = PCA(2, random_state=0).fit_transform(vectors)
+    clusters = KMeans(4, random_state=0, n_init=10).fit_predict(vectors)
+    clusters[-6:] = NOISE
+    names = name_clusters(texts, clusters, class_names=classes).set_index("cluster")
+    coords = pd.DataFrame({"doc_id": posts["doc_id"], "x": xy[:, 0], "y": xy[:, 1]})
+    data = prepare_map(
+        coords,
+        texts,
+        clusters,
+        classes,
+        reducer_label="PCA",
+        cluster_names=names["name"].to_dict(),
+        matched_classes=names["matched_class"].dropna().to_dict(),
+        vectors=vectors,
+    )
+    return data, vectors
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """map.html's explorer panel in real headless Chromium through Selenium: clicks, selections, downloads, labels.
 
-Chromium runs offline (every request goes to a closed port) and its
+The `chrome` fixture (tests/browser.py) runs Chromium offline (every request goes to a closed port); its
 performance log records every request the page makes, so a page that fetched
 anything would show it.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -18,32 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.clean import clean_corpus
-from tasks.config import CleaningSettings
 from tasks.interactive import render_map_html
 from tasks.mapdata import NOISE, MapData, prepare_map
-from tasks.names import name_clusters
-from tasks.sample import sample_per_class, select_groups
-from tests.browser import require_chromium
+from tests.browser import requests_of, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "images" / "map-html-panel.png"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1500,1000",
-    # Every request, localhost included, goes to a closed port: a page that fetches anything fails.
-    "--proxy-server=127.0.0.1:9",
-    "--proxy-bypass-list=<-loopback>",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-]
 GD = "var gd = document.getElementById('map');"
 HOSTILE = [
     "</script><script>window.pwned = 'script'</script>",
@@ -56,59 +35,12 @@ HOSTILE = [
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def browser(tmp_path):
-    """Headless Chromium through Selenium and Debian's chromedriver, downloading into tmp_path/downloads."""
-    require_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for arg in [*ARGS, f"--user-data-dir={tmp_path / 'profile'}"]:
-        options.add_argument(arg)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads)})
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.execute_cdp_cmd(
-        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
-    )
-    driver.downloads = downloads
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def wait_for(driver, script: str, timeout: float = 60):
-    """The first truthy value of ``script`` (run in the page), polled until ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for: {script}")
-
-
 def open_map(driver, path: Path) -> None:
-    requests_made(driver, path)
+    """Open map.html at 1500 x 1000, the size of its screenshot in the docs, once its explorer is ready."""
+    requests_of(driver, path.as_uri())  # empties the network log
+    driver.set_window_size(1500, 1000)
     driver.get(path.as_uri())
     wait_for(driver, "return window.mapPanelReady || null")
-
-
-def requests_made(driver, page: Path) -> list[str]:
-    """Every URL that ``page`` (its navigation included) asked for since the last call (Chromium's performance
-    log; the browser's own pages, such as the new tab page, are not the page's)."""
-    urls = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        params = message["params"]
-        if message["method"] == "Network.requestWillBeSent" and params.get("documentURL") == page.as_uri():
-            urls.append(params["request"]["url"])
-    return urls
 
 
 def click_at(driver, x: float, y: float) -> None:
@@ -142,46 +74,13 @@ return out;"""
 )
 
 
-@pytest.fixture(scope="module")
-def real_map(train_posts) -> tuple[MapData, np.ndarray]:
-    """About 300 real sci posts: TF-IDF and LSA vectors, a PCA map, k-means clusters named by their terms."""
-    from sklearn.cluster import KMeans
-    from sklearn.decomposition import PCA, TruncatedSVD
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.preprocessing import normalize
-
-    sample = sample_per_class(select_groups(train_posts, ["sci"]), 75, seed=0)
-    posts, _ = clean_corpus(sample, CleaningSettings())
-    texts, classes = posts["text"].tolist(), posts["class_name"].to_numpy()
-    tfidf = TfidfVectorizer(stop_words="english", min_df=2, max_df=0.5, sublinear_tf=True).fit_transform(
-        texts
-    )
-    vectors = normalize(TruncatedSVD(40, random_state=0).fit_transform(tfidf))
-    xy = PCA(2, random_state=0).fit_transform(vectors)
-    clusters = KMeans(4, random_state=0, n_init=10).fit_predict(vectors)
-    clusters[:6] = NOISE
-    names = name_clusters(texts, clusters, class_names=classes).set_index("cluster")
-    coords = pd.DataFrame({"doc_id": posts["doc_id"], "x": xy[:, 0], "y": xy[:, 1]})
-    data = prepare_map(
-        coords,
-        texts,
-        clusters,
-        classes,
-        reducer_label="PCA",
-        cluster_names=names["name"].to_dict(),
-        matched_classes=names["matched_class"].dropna().to_dict(),
-        vectors=vectors,
-    )
-    return data, vectors
-
-
 @pytest.mark.slow
-def test_a_click_shows_the_whole_post_and_its_five_nearest_neighbours(browser, real_map, tmp_path):
+def test_a_click_shows_the_whole_post_and_its_five_nearest_neighbours(chrome, real_map, tmp_path):
     data, vectors = real_map
     path = render_map_html(data, tmp_path / "map.html", title="sci posts")
-    open_map(browser, path)
-    pixels = {int(k): v for k, v in browser.execute_script(PIXELS).items()}
-    labels = browser.execute_script(
+    open_map(chrome, path)
+    pixels = {int(k): v for k, v in chrome.execute_script(PIXELS).items()}
+    labels = chrome.execute_script(
         "return [...document.querySelectorAll('.annotation')].map(e => e.getBoundingClientRect().toJSON())"
     )
     # A post well apart from the others and from every label, so the click can only mean it.
@@ -195,10 +94,10 @@ def test_a_click_shows_the_whole_post_and_its_five_nearest_neighbours(browser, r
         )
 
     row = next(i for i in np.argsort(-gaps) if clear_of_labels(xy[i]))
-    click_at(browser, *xy[row])
+    click_at(chrome, *xy[row])
     post = data.points.iloc[row]
-    assert wait_for(browser, "return document.getElementById('panel').dataset.post") == post["doc_id"]
-    panel = browser.execute_script(
+    assert wait_for(chrome, "return document.getElementById('panel').dataset.post") == post["doc_id"]
+    panel = chrome.execute_script(
         "var p = document.getElementById('panel'); return {subject: p.querySelector('h2').textContent,"
         " text: p.querySelector('.post-text').textContent,"
         " neighbours: [...p.querySelectorAll('.neighbours button')].map(b => b.dataset.doc)};"
@@ -210,50 +109,52 @@ def test_a_click_shows_the_whole_post_and_its_five_nearest_neighbours(browser, r
     assert panel["neighbours"] == expected
 
     # A neighbour is a link: it opens that post.
-    browser.find_element("css selector", ".neighbours button").click()
-    assert wait_for(browser, "return document.getElementById('panel').dataset.post") == expected[0]
+    chrome.find_element("css selector", ".neighbours button").click()
+    assert wait_for(chrome, "return document.getElementById('panel').dataset.post") == expected[0]
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOT))
-    assert requests_made(browser, path) == [path.as_uri()]
+    chrome.save_screenshot(str(SCREENSHOT))
+    assert requests_of(chrome, path.as_uri()) == [path.as_uri()]
     # The log does show what a page fetches, so its silence above means something.
     control = tmp_path / "control.html"
     control.write_text('<img src="http://example.org/tracker.png">', encoding="utf-8")
-    browser.get(control.as_uri())
-    assert requests_made(browser, control) == [control.as_uri(), "http://example.org/tracker.png"]
+    chrome.get(control.as_uri())
+    assert requests_of(chrome, control.as_uri()) == [control.as_uri(), "http://example.org/tracker.png"]
 
 
 @pytest.mark.slow
-def test_a_box_selection_lists_exactly_the_posts_inside_it_and_downloads_them(browser, real_map, tmp_path):
+def test_a_box_selection_lists_exactly_the_posts_inside_it_and_downloads_them(
+    chrome, downloads, real_map, tmp_path
+):
     data, _ = real_map
     path = render_map_html(data, tmp_path / "map.html", title="sci posts")
-    open_map(browser, path)
-    browser.find_element("css selector", '.modebar-btn[data-val="select"]').click()
-    browser.execute_script(
+    open_map(chrome, path)
+    chrome.find_element("css selector", '.modebar-btn[data-val="select"]').click()
+    chrome.execute_script(
         GD + "gd.on('plotly_selected', function (e) { window.selectedRange = e && e.range; });"
     )
-    box = browser.execute_script(
+    box = chrome.execute_script(
         GD + "var r = gd.getBoundingClientRect(), s = gd._fullLayout._size;"
         "return [r.left + s.l, r.top + s.t, s.w, s.h];"
     )
     left, top, width, height = box
-    drag(browser, (left + 0.3 * width, top + 0.2 * height), (left + 0.75 * width, top + 0.7 * height))
-    selected = int(wait_for(browser, "return document.getElementById('panel').dataset.selected"))
-    (x0, x1), (y0, y1) = (sorted(r) for r in wait_for(browser, "return window.selectedRange").values())
+    drag(chrome, (left + 0.3 * width, top + 0.2 * height), (left + 0.75 * width, top + 0.7 * height))
+    selected = int(wait_for(chrome, "return document.getElementById('panel').dataset.selected"))
+    (x0, x1), (y0, y1) = (sorted(r) for r in wait_for(chrome, "return window.selectedRange").values())
     points = data.points
     inside = points[points["x"].between(x0, x1) & points["y"].between(y0, y1)]
-    listed = browser.execute_script(
+    listed = chrome.execute_script(
         "return [...document.querySelectorAll('.selection button')].map(b => b.dataset.doc)"
     )
     assert 10 < selected == len(inside) < len(points)
     assert sorted(listed) == sorted(inside["doc_id"])
-    heading = browser.execute_script("return document.querySelector('#panel h2').textContent")
+    heading = chrome.execute_script("return document.querySelector('#panel h2').textContent")
     assert heading == f"{len(inside)} posts selected"
-    by_class = browser.execute_script("return [...document.querySelectorAll('.breakdown')][0].textContent")
+    by_class = chrome.execute_script("return [...document.querySelectorAll('.breakdown')][0].textContent")
     for name, count in inside["class_name"].value_counts().items():
         assert f"{name}{count}" in by_class
 
-    browser.find_element("css selector", "#download-csv").click()
-    target = browser.downloads / "map-selection.csv"
+    chrome.find_element("css selector", "#download-csv").click()
+    target = downloads / "map-selection.csv"
     end = time.monotonic() + 20
     while not target.exists() and time.monotonic() < end:
         time.sleep(0.1)
@@ -266,15 +167,15 @@ def test_a_box_selection_lists_exactly_the_posts_inside_it_and_downloads_them(br
         assert r["subject"] == expected.loc[r["doc_id"], "subject"]
         assert r["class"] == expected.loc[r["doc_id"], "class_name"]
         assert r["cluster"] == expected.loc[r["doc_id"], "cluster_label"]
-    assert requests_made(browser, path) == [path.as_uri()]
+    assert requests_of(chrome, path.as_uri()) == [path.as_uri()]
 
 
 @pytest.mark.slow
-def test_cluster_labels_do_not_overlap_and_a_cluster_in_the_list_is_shown_alone(browser, real_map, tmp_path):
+def test_cluster_labels_do_not_overlap_and_a_cluster_in_the_list_is_shown_alone(chrome, real_map, tmp_path):
     data, vectors = real_map
     path = render_map_html(data, tmp_path / "map.html", title="sci posts")
-    open_map(browser, path)
-    boxes = browser.execute_script(
+    open_map(chrome, path)
+    boxes = chrome.execute_script(
         "return [...document.querySelectorAll('.annotation')].map(e => [e.textContent, e.getBoundingClientRect().toJSON()])"
     )
     named = {c for c in set(data.points["cluster"]) if c != NOISE}
@@ -288,31 +189,31 @@ def test_cluster_labels_do_not_overlap_and_a_cluster_in_the_list_is_shown_alone(
             or b["bottom"] <= a["top"]
         )
         assert apart, (a, b)
-    browser.find_element("css selector", "#show-labels").click()
-    wait_for(browser, "return [...document.querySelectorAll('.annotation')].length === 0")
+    chrome.find_element("css selector", "#show-labels").click()
+    wait_for(chrome, "return [...document.querySelectorAll('.annotation')].length === 0")
 
     label = list(data.cluster_colours)[1]
-    buttons = browser.find_elements("css selector", "#cluster-list button")
+    buttons = chrome.find_elements("css selector", "#cluster-list button")
     assert [b.text.split("\n")[0] for b in buttons][1] == label
     buttons[1].click()
     members = data.points[data.points["cluster_label"] == label]
     drawn = wait_for(
-        browser,
+        chrome,
         GD + "var shown = gd.data.filter(t => t.visible !== false && t.x.length);"
         "return shown.length === 1 && document.querySelectorAll('.scatterlayer .point').length"
         " && [shown[0].name, document.querySelectorAll('.scatterlayer .point').length];",
     )
     assert drawn == [label, len(members)]
-    central = browser.execute_script(
+    central = chrome.execute_script(
         "return [...document.querySelectorAll('.central button')].map(b => b.dataset.doc)"
     )
     rows = members.index.to_numpy()
     unit = vectors[rows] / np.linalg.norm(vectors[rows], axis=1, keepdims=True)
     direction = unit.mean(axis=0)
     assert central == data.points["doc_id"].to_numpy()[rows[np.argsort(-(unit @ direction))[:5]]].tolist()
-    browser.find_element("css selector", ".show-all").click()
+    chrome.find_element("css selector", ".show-all").click()
     wait_for(
-        browser,
+        chrome,
         GD
         + f"return gd.data.filter(t => t.visible !== false && t.x.length).length === {len(data.cluster_colours)}",
     )
@@ -343,12 +244,12 @@ def hostile_map() -> MapData:
     )
 
 
-def test_hostile_texts_show_as_text_and_run_nothing(browser, tmp_path):
+def test_hostile_texts_show_as_text_and_run_nothing(chrome, tmp_path):
     data = hostile_map()
     path = render_map_html(data, tmp_path / "map.html", title=HOSTILE[0])
-    open_map(browser, path)
-    browser.execute_script("mapExplorer.showPost(0)")
-    panel = browser.execute_script(
+    open_map(chrome, path)
+    chrome.execute_script("mapExplorer.showPost(0)")
+    panel = chrome.execute_script(
         "var p = document.getElementById('panel'); return [p.querySelector('h2').textContent,"
         " p.querySelector('.post-text').textContent, [...p.querySelectorAll('dd')].map(d => d.textContent)];"
     )
@@ -356,26 +257,26 @@ def test_hostile_texts_show_as_text_and_run_nothing(browser, tmp_path):
     assert panel[0] == post["subject"] and panel[1] == post["text"]
     assert panel[2] == [HOSTILE[0], post["cluster_label"], "<b>d0</b>", HOSTILE[0]]
     # The lone surrogate shows as the replacement character; the rest exactly as written.
-    browser.execute_script("mapExplorer.showPost(4)")
-    assert "lone \ufffd surrogate" in browser.execute_script(
+    chrome.execute_script("mapExplorer.showPost(4)")
+    assert "lone \ufffd surrogate" in chrome.execute_script(
         "return document.querySelector('#panel h2').textContent"
     )
-    listed = browser.execute_script(
+    listed = chrome.execute_script(
         "return [...document.querySelectorAll('#cluster-list .name')].map(e => e.textContent)"
     )
     assert listed == list(data.cluster_colours)
     # Colour by the hostile column: its values are legend entries, as text.
-    browser.execute_script(
+    chrome.execute_script(
         "var s = document.getElementById('colour-by'); s.value = '0'; s.dispatchEvent(new Event('change'));"
     )
     legend = wait_for(
-        browser,
+        chrome,
         "var t = [...document.querySelectorAll('.legendtext')].map(e => e.textContent);"
         f"return t.length === 2 && t.includes({json.dumps(HOSTILE[0])}) && t;",
     )
     assert sorted(legend) == sorted(HOSTILE[:2])
-    assert browser.execute_script("return document.title") == HOSTILE[0]
-    assert browser.execute_script(
+    assert chrome.execute_script("return document.title") == HOSTILE[0]
+    assert chrome.execute_script(
         "return window.pwned === undefined && document.querySelectorAll('img').length === 0"
     )
-    assert requests_made(browser, path) == [path.as_uri()]
+    assert requests_of(chrome, path.as_uri()) == [path.as_uri()]

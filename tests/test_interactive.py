@@ -11,12 +11,8 @@ import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs_version
 
-from tasks.clean import clean_corpus
-from tasks.config import CleaningSettings
 from tasks.interactive import WEBGL_FROM, map_figure, map_html, render_map_html
 from tasks.mapdata import NOISE, NOISE_COLOUR, MapData, prepare_map
-from tasks.names import name_clusters
-from tasks.sample import sample_per_class, select_groups
 from tests.browser import click, requests_of, type_into, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,46 +150,16 @@ def test_render_map_html_writes_the_page_and_leaves_no_temporary_file(tmp_path):
 # --- the page in a browser ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def real_map(train_posts) -> MapData:
-    """About 600 real sci posts: TF-IDF and LSA, t-SNE, k-means clusters named by their terms."""
-    from sklearn.cluster import KMeans
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.manifold import TSNE
-    from sklearn.preprocessing import normalize
-
-    sample = sample_per_class(select_groups(train_posts, ["sci"]), 150, seed=0)
-    posts, _ = clean_corpus(sample, CleaningSettings())
-    texts, classes = posts["text"].tolist(), posts["class_name"].to_numpy()
-    tfidf = TfidfVectorizer(stop_words="english", min_df=2, max_df=0.5, sublinear_tf=True).fit_transform(
-        texts
-    )
-    vectors = normalize(TruncatedSVD(50, random_state=0).fit_transform(tfidf))
-    xy = TSNE(random_state=0, init="pca").fit_transform(vectors)
-    clusters = KMeans(4, random_state=0, n_init=10).fit_predict(vectors)
-    names = name_clusters(texts, clusters, class_names=classes).set_index("cluster")
-    coords = pd.DataFrame({"doc_id": posts["doc_id"], "x": xy[:, 0], "y": xy[:, 1]})
-    return prepare_map(
-        coords,
-        texts,
-        clusters,
-        classes,
-        reducer_label="t-SNE",
-        cluster_names=names["name"].to_dict(),
-        matched_classes=names["matched_class"].dropna().to_dict(),
-    )
-
-
 DATA = "var gd = document.getElementById('map');"
 
 
 @pytest.mark.browser
 @pytest.mark.slow
 def test_the_page_draws_hovers_searches_and_toggles_offline(real_map, tmp_path, chrome):
-    points = real_map.points
+    data, _ = real_map
+    points = data.points
     path = render_map_html(
-        real_map, tmp_path / "map.html", title=f"20 Newsgroups, sci groups: {len(points)} posts"
+        data, tmp_path / "map.html", title=f"20 Newsgroups, sci groups: {len(points)} posts"
     )
     # A post with a word in its subject that few others hold, to search for.
     post = points.loc[points["subject"].str.contains("Clipper", case=False)].iloc[0]
@@ -238,13 +204,13 @@ def test_the_page_draws_hovers_searches_and_toggles_offline(real_map, tmp_path, 
     chrome.save_screenshot(str(SCREENSHOT))
 
     legend = "return [...document.querySelectorAll('.legendtext')].map(e => e.textContent)"
-    assert chrome.execute_script(legend) == list(real_map.cluster_colours)
+    assert chrome.execute_script(legend) == list(data.cluster_colours)
     click(chrome, ".updatemenu-button:nth-of-type(2)")
-    wait_for(chrome, legend, lambda names: names == list(real_map.class_colours))
+    wait_for(chrome, legend, lambda names: names == list(data.class_colours))
     colours = chrome.execute_script(
         DATA + "return gd.data.filter(t => t.visible === true).map(t => t.marker.color);"
     )
-    assert colours[:-1] == list(real_map.class_colours.values())
+    assert colours[:-1] == list(data.class_colours.values())
     drawn = chrome.execute_script(
         DATA + "return gd.data.filter(t => t.visible === true).map(t => t.x.length);"
     )
