@@ -86,7 +86,7 @@ def update(
     stored = locate_corpus(settings)
     corpus = ingest_task(settings.source, stored=stored)
     cleaned, _ = clean_task(corpus, settings.cleaning, stored=stored)
-    base_sample = base.read("sample.parquet")
+    base_sample = pd.read_parquet(base.layout.sample)
     by_id = settings.source.corpus is None or settings.source.id_column is not None
     groups = settings.sampling.groups or []
     fresh, waiting = new_posts(cleaned, base_sample, groups, by_id=by_id, max_new=updating.max_new)
@@ -96,8 +96,8 @@ def update(
         return {"nothing_new": message}
     with open_run(settings, label="update") as run:
         embedded, vectors, info = run.step("embed", new_vectors, fresh, settings, state, run.layout)
-        base_map = base.read("map.parquet")
-        base_clusters = base.read("assignments.parquet")["cluster"].to_numpy(np.int32)
+        base_map = pd.read_parquet(base.layout.map)
+        base_clusters = pd.read_parquet(base.layout.assignments)["cluster"].to_numpy(np.int32)
         coords, labels, new_ids = run.step(
             "place",
             place_task,
@@ -116,7 +116,7 @@ def update(
         evaluation, metrics = run.step(
             "evaluate", evaluate_task, posts, clusters, features, seed=settings.seed, layout=run.layout
         )
-        base_names = base.read("clusters.parquet")
+        base_names = pd.read_parquet(base.layout.clusters)
         matched = {
             int(c): m for c, m in zip(base_names["cluster"], base_names["matched_class"], strict=True) if m
         }

@@ -87,9 +87,10 @@ class BaseRun:
         """The run folder's name."""
         return self.root.name
 
-    def read(self, name: str) -> pd.DataFrame:
-        """One of the run's Parquet files."""
-        return pd.read_parquet(self.root / name)
+    @property
+    def layout(self) -> RunLayout:
+        """The paths of the run's files."""
+        return RunLayout(self.root)
 
 
 def finished_runs(output_dir: Path) -> list[Path]:
@@ -293,7 +294,7 @@ def write_posts(
 ) -> None:
     """Write the run's posts, embeddings, map and assignments; the base's rows are copied as they were."""
     write_table(posts, layout.sample, documents_schema(posts.columns))
-    _, base_vectors = read_embeddings(base.root / "embeddings.parquet")
+    _, base_vectors = read_embeddings(base.layout.embeddings)
     write_embeddings(posts["doc_id"].tolist(), np.vstack([base_vectors, embedded]), layout.embeddings)
     frame = pd.DataFrame(
         {
