@@ -101,6 +101,20 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(15)
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs, still running or not yet reaped."""
+    found, todo = [], [pid]
+    while todo:
+        for children in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            try:
+                started = [int(child) for child in children.read_text().split()]
+            except OSError:  # the thread or process ended while we looked
+                continue
+            found += started
+            todo += started
+    return found
+
+
 def _copy_repository(target: Path) -> Path:
     """The repository's tracked and untracked (not ignored) files, copied to ``target``."""
     listed = subprocess.run(
@@ -190,6 +204,11 @@ def _run_by_worker(server: Server, deployment: str, params: dict) -> dict:
                 timeout=420,
                 what="the flow run to finish",
                 interval=2,
+            )
+            # The run is final before its process has sent its last log lines: stopping the worker
+            # now would stop that process too, and lines the tests look for could be lost.
+            _wait_for(
+                lambda: not _descendants(worker.pid), timeout=60, what="the flow run's process to exit"
             )
         finally:
             _stop(worker)
