@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,7 +12,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,7 @@ matplotlib.use("Agg")
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from filelock import FileLock  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 if TYPE_CHECKING:
@@ -75,8 +78,13 @@ DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "20news-bydate.tar.gz"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_harness():
-    """One temporary Prefect API for the whole session (entering it costs ~6 s)."""
+def prefect_harness(new_prefect_home):
+    """One temporary Prefect API for the whole session (entering it costs ~6 s).
+
+    The session's own Prefect home gets a migrated database first: commands run
+    without ``PREFECT_API_URL`` start their temporary servers on it.
+    """
+    new_prefect_home(Path(os.environ["PREFECT_HOME"]))
     with prefect_test_harness(server_startup_timeout=180):
         yield
 
@@ -88,17 +96,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory) -> Iterator[str]:
-    """The API URL of one real ``prefect server start`` shared by the session's command-line subprocesses.
-
-    A command run without ``PREFECT_API_URL`` starts a temporary server of its
-    own (20-25 s each); tests that run the command line set ``PREFECT_API_URL``
-    to this one instead, unless that temporary server's lifecycle is what they test.
-    It has its own Prefect home, so its runs stay out of the in-process harness's database.
-    """
+@contextmanager
+def running_prefect_server(home: Path) -> Iterator[str]:
+    """``prefect server start`` on ``home``, answering at the API URL it yields; stopped on exit."""
     port = free_port()
-    home = tmp_path_factory.mktemp("prefect-server-home")
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
@@ -137,6 +138,55 @@ def prefect_server(tmp_path_factory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def started_prefect_home(tmp_path_factory, worker_id) -> Path:
+    """A Prefect home whose database a server has already migrated and filled with its blocks.
+
+    Made once for all test workers. A server that starts on an empty home first
+    migrates its database (about 6 s of CPU here), and every temporary server a
+    command starts in a new home would pay it again; a copy of this one
+    (``new_prefect_home``) starts as on a user's second run.
+    """
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # each xdist worker has its own folder under a common one
+        shared = shared.parent
+    template = shared / "started-prefect-home"
+    with FileLock(str(shared / "started-prefect-home.lock")):
+        if not template.is_dir():
+            partial = shared / "started-prefect-home.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            with running_prefect_server(partial):
+                pass
+            (partial / "server.log").unlink()
+            partial.rename(template)
+    return template
+
+
+@pytest.fixture(scope="session")
+def new_prefect_home(started_prefect_home) -> Callable[[Path], Path]:
+    """Makes ``folder`` a Prefect home holding a copy of ``started_prefect_home``'s database."""
+
+    def make(folder: Path) -> Path:
+        shutil.copytree(started_prefect_home, folder, dirs_exist_ok=True)
+        return folder
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory, new_prefect_home) -> Iterator[str]:
+    """The API URL of one real ``prefect server start`` shared by the session's command-line subprocesses.
+
+    A command run without ``PREFECT_API_URL`` starts a temporary server of its
+    own (20-25 s each); tests that run the command line set ``PREFECT_API_URL``
+    to this one instead, unless that temporary server's lifecycle is what they test.
+    It has its own Prefect home, so its runs stay out of the in-process harness's database.
+    """
+    with running_prefect_server(new_prefect_home(tmp_path_factory.mktemp("prefect-server-home"))) as url:
+        yield url
 
 
 @pytest.fixture

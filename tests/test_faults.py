@@ -152,7 +152,7 @@ def test_a_run_killed_at_any_stage_leaves_nothing_finished_and_the_same_command_
 
 @pytest.mark.slow
 def test_two_runs_started_at_once_in_the_same_output_folder_both_finish_in_their_own_folders(
-    earlier_run, tiny_corpus, tmp_path
+    earlier_run, tiny_corpus, tmp_path, new_prefect_home
 ):
     before = digest(earlier_run)
     corpus = tmp_path / "tiny.csv"
@@ -170,7 +170,8 @@ def test_two_runs_started_at_once_in_the_same_output_folder_both_finish_in_their
         str(tmp_path / "runs"),
     ]
     # Both use the same Prefect home, as two commands typed by one user would: two temporary servers on one database.
-    processes = [start_cli(args, tmp_path / "prefect", tmp_path / f"run-{i}.log") for i in range(2)]
+    home = new_prefect_home(tmp_path / "prefect")
+    processes = [start_cli(args, home, tmp_path / f"run-{i}.log") for i in range(2)]
     for index, process in enumerate(processes):
         assert process.wait(timeout=600) == 0, (tmp_path / f"run-{index}.log").read_text()[-3000:]
     finished = sorted(p.parent.name for p in (tmp_path / "runs").glob("*/manifest.json"))

@@ -30,9 +30,9 @@ N_TEXTS = 200
 
 
 @pytest.fixture(scope="module")
-def prefect_home(tmp_path_factory) -> Path:
-    """One Prefect home for the module's commands: its database is made once."""
-    return tmp_path_factory.mktemp("prefect-home")
+def prefect_home(tmp_path_factory, new_prefect_home) -> Path:
+    """One Prefect home for the module's commands, its database already migrated."""
+    return new_prefect_home(tmp_path_factory.mktemp("prefect-home"))
 
 
 @pytest.fixture

@@ -111,11 +111,11 @@ def files_holding(secret: bytes, *folders: Path) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["ok", "bad-key", "echo"])
 def test_the_api_key_appears_in_no_output_log_artifact_parameter_or_file(
-    mode, fake_gemini, archive, tmp_path
+    mode, fake_gemini, archive, tmp_path, new_prefect_home
 ):
     key = "AIzaSy" + secrets.token_urlsafe(24)
     FakeGemini.mode = mode
-    home, runs = tmp_path / "prefect", tmp_path / "runs"
+    home, runs = new_prefect_home(tmp_path / "prefect"), tmp_path / "runs"
     env = {
         **os.environ,
         "GEMINI_API_KEY": key,

@@ -135,7 +135,7 @@ def _healthy(api: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, archive) -> Iterator[Server]:
+def server(tmp_path_factory, archive, new_prefect_home) -> Iterator[Server]:
     """A real Prefect server, and a copy of the repository whose CLI calls point at it."""
     base = tmp_path_factory.mktemp("prefect-server")
     repo = _copy_repository(base / "newsgroups-map-copy")
@@ -143,7 +143,7 @@ def server(tmp_path_factory, archive) -> Iterator[Server]:
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "PWD"}
     env.update(
-        PREFECT_HOME=str(base / "home"),
+        PREFECT_HOME=str(new_prefect_home(base / "home")),
         PREFECT_API_URL=api,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         # The scheduler's default minute between passes would only slow the schedule check down.
