@@ -207,9 +207,7 @@ def _run_by_worker(server: Server, deployment: str, params: dict) -> dict:
             )
             # The run is final before its process has sent its last log lines: stopping the worker
             # now would stop that process too, and lines the tests look for could be lost.
-            _wait_for(
-                lambda: not _descendants(worker.pid), timeout=60, what="the flow run's process to exit"
-            )
+            _wait_for(lambda: not _descendants(worker.pid), timeout=60, what="the flow run's process to exit")
         finally:
             _stop(worker)
     assert run["state_type"] == "COMPLETED", (server.repo.parent / "worker.log").read_text()[-4000:]
