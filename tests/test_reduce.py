@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from unittest.mock import patch
 
 import numpy as np
@@ -17,6 +21,8 @@ from tasks.config import MapSettings
 from tasks.errors import InputError
 from tasks.reduce import REDUCERS, PcaReducer, TsneReducer, build_reducer
 from tasks.reduce.stage import map_embeddings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +171,36 @@ def test_an_unreadable_stored_map_is_made_again_and_replaced(blobs, tmp_path, ca
     assert "cannot read the stored map" in caplog.text
     pd.testing.assert_frame_equal(frame, expected)
     np.testing.assert_array_equal(np.load(stored), expected[["x", "y"]].to_numpy())
+
+
+FIT_AND_LIST_COMPILED = """
+import sys
+import numpy as np
+from numba.core.dispatcher import Dispatcher
+from tasks.reduce import umap_class
+
+umap_class()(n_components=2, n_neighbors=5, random_state=0).fit_transform(
+    np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+)
+for name, module in list(sys.modules.items()):
+    if module is not None and name.partition(".")[0] in ("umap", "pynndescent"):
+        for attribute, value in vars(module).items():
+            if isinstance(value, Dispatcher) and sum(value.stats.cache_misses.values()):
+                print(attribute)
+"""
+# umap-learn's own uncached functions that take most of a fit's compile time.
+UMAP_HEAVY = {"_nb_optimize_layout_euclidean_single_epoch", "compute_membership_strengths", "smooth_knn_dist"}
+
+
+@pytest.mark.slow
+def test_a_second_process_fitting_umap_loads_the_compiled_code_instead_of_compiling_it(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "PYTHONPATH": str(ROOT)}
+
+    def compiled() -> set[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", FIT_AND_LIST_COMPILED], env=env, capture_output=True, text=True, check=True
+        )
+        return set(done.stdout.split())
+
+    assert UMAP_HEAVY <= compiled()
+    assert not UMAP_HEAVY & compiled()
