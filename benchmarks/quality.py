@@ -96,6 +96,7 @@ def embed_cached(
     *,
     precision: str = "fp32",
     runtime: str = "torch",
+    max_tokens: int | None = None,
     chunk: int = 32,
     progress: Callable[[str], None] = print,
 ) -> np.ndarray:
@@ -104,7 +105,7 @@ def embed_cached(
     The model is loaded only if something is missing. Embedding speed is
     recorded in ``<cache_dir>/throughput.json`` (posts/s of the last run that embedded).
     """
-    description = describe_local(model, precision, runtime)
+    description = describe_local(model, precision, runtime, max_tokens)
     store = EmbeddingCache.open(cache_dir, description)
     if store is None:
         raise RuntimeError(f"cannot open the embedding cache in {cache_dir}")
@@ -122,7 +123,7 @@ def embed_cached(
     )
     if len(missing):
         progress(f"{model} {precision}: {found.sum()} cached, embedding {len(missing)}")
-        embedder = LocalEmbedder(model, precision=precision, runtime=runtime)
+        embedder = LocalEmbedder(model, precision=precision, runtime=runtime, max_tokens=max_tokens)
         started = time.perf_counter()
         for start in range(0, len(missing), chunk):
             rows = missing[start : start + chunk]
@@ -141,7 +142,8 @@ def embed_cached(
 
 def all_cached(config: Config, sample: pd.DataFrame, cache_dir: Path) -> bool:
     """Whether every post of ``sample`` has a cached vector for ``config``'s model and precision."""
-    store = EmbeddingCache.open(cache_dir, describe_local(config.model, config.precision, config.runtime))
+    description = describe_local(config.model, config.precision, config.runtime, config.max_tokens)
+    store = EmbeddingCache.open(cache_dir, description)
     return store is not None and bool(store.lookup(text_keys(sample["text"].tolist()))[0].all())
 
 
@@ -168,6 +170,7 @@ class Config:
     model: str
     precision: str = "fp32"
     runtime: str = "torch"
+    max_tokens: int | None = None  # --max-tokens; None: the model's own budget
     clusterer: str = "kmeans"
     pca: int = 0
     tfidf_weight: float = 0.0
@@ -177,10 +180,14 @@ CONFIGS = {
     c.name: c
     for c in [
         Config("minilm-kmeans", "all-MiniLM-L6-v2"),
+        Config("minilm-128-kmeans", "all-MiniLM-L6-v2", max_tokens=128),
         Config("minilm-int8-kmeans", "all-MiniLM-L6-v2", precision="int8"),
+        Config("minilm-int8-128-kmeans", "all-MiniLM-L6-v2", precision="int8", max_tokens=128),
         Config("minilm-onnx-kmeans", "all-MiniLM-L6-v2", runtime="onnx"),
         Config("minilm-onnx-int8-kmeans", "all-MiniLM-L6-v2", precision="int8", runtime="onnx"),
         Config("gemma-kmeans", "embeddinggemma-300m"),
+        Config("gemma-256-kmeans", "embeddinggemma-300m", max_tokens=256),
+        Config("gemma-1024-kmeans", "embeddinggemma-300m", max_tokens=1024),
         Config("gemma-gmm-pca15", "embeddinggemma-300m", clusterer="gmm", pca=15),
         Config("gemma+tfidf-kmeans", "embeddinggemma-300m", tfidf_weight=0.5),
         Config("gemma+tfidf-gmm-pca20", "embeddinggemma-300m", clusterer="gmm", pca=20, tfidf_weight=0.5),
@@ -231,6 +238,7 @@ def run(
                 cache_dir,
                 precision=config.precision,
                 runtime=config.runtime,
+                max_tokens=config.max_tokens,
                 progress=progress,
             )
             index = {text: i for i, text in enumerate(texts)}
