@@ -134,8 +134,9 @@ def embed_cached(
             progress(
                 f"{model} {precision}: {done}/{len(missing)} in {elapsed:.0f} s ({done / elapsed:.2f} posts/s)"
             )
+        budget = f"/{max_tokens}" if max_tokens else ""
         record_throughput(
-            cache_dir, f"{model}/{precision}/{runtime}", len(missing), time.perf_counter() - started
+            cache_dir, f"{model}/{precision}/{runtime}{budget}", len(missing), time.perf_counter() - started
         )
     return vectors
 
@@ -192,6 +193,14 @@ CONFIGS = {
         Config("gemma+tfidf-kmeans", "embeddinggemma-300m", tfidf_weight=0.5),
         Config("gemma+tfidf-gmm-pca20", "embeddinggemma-300m", clusterer="gmm", pca=20, tfidf_weight=0.5),
         Config("gemma+tfidf.6-gmm-pca25", "embeddinggemma-300m", clusterer="gmm", pca=25, tfidf_weight=0.6),
+        Config(
+            "gemma-256+tfidf.6-gmm-pca25",
+            "embeddinggemma-300m",
+            max_tokens=256,
+            clusterer="gmm",
+            pca=25,
+            tfidf_weight=0.6,
+        ),
     ]
 }
 
