@@ -27,6 +27,7 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
+from flows.watchdog import descendants
 from tests.browser import chromium_available, click, fit_to_content, open_chrome, wait_for, wait_for_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,20 +100,6 @@ def _stop(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(15)
-
-
-def _descendants(pid: int) -> list[int]:
-    """The processes ``pid`` started, and theirs, still running or not yet reaped."""
-    found, todo = [], [pid]
-    while todo:
-        for children in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
-            try:
-                started = [int(child) for child in children.read_text().split()]
-            except OSError:  # the thread or process ended while we looked
-                continue
-            found += started
-            todo += started
-    return found
 
 
 def _copy_repository(target: Path) -> Path:
@@ -207,7 +194,7 @@ def _run_by_worker(server: Server, deployment: str, params: dict) -> dict:
             )
             # The run is final before its process has sent its last log lines: stopping the worker
             # now would stop that process too, and lines the tests look for could be lost.
-            _wait_for(lambda: not _descendants(worker.pid), timeout=60, what="the flow run's process to exit")
+            _wait_for(lambda: not descendants(worker.pid), timeout=60, what="the flow run's process to exit")
         finally:
             _stop(worker)
     assert run["state_type"] == "COMPLETED", (server.repo.parent / "worker.log").read_text()[-4000:]
@@ -467,7 +454,7 @@ def _starts_runs(how: str, server: Server, env: dict[str, str], log: Path) -> su
 def test_cancelling_a_run_mid_embedding_ends_it_cancelled_keeps_the_cache_and_leaves_no_process(
     how, server, deployed, tmp_path
 ):
-    from flows.watchdog import _running, descendants, start_time
+    from flows.watchdog import _running, start_time
     from tests.gemini_server import FakeGemini
 
     output_dir, log = tmp_path / "runs", tmp_path / f"{how}.log"

@@ -28,7 +28,7 @@ def umap_class() -> type:
 
 
 @functools.cache
-def keep_compiled_code(packages: tuple[str, ...]) -> int:
+def keep_compiled_code(packages: tuple[str, ...]) -> None:
     """Let numba keep on disk what it compiles for ``packages``' loaded modules, as ``cache=True`` does.
 
     umap-learn leaves most of its numba functions uncached, so each process that
@@ -36,7 +36,7 @@ def keep_compiled_code(packages: tuple[str, ...]) -> int:
     0.3 s once they are kept (docs/scaling.md). numba stores them beside the
     package's source, or in the user's cache folder where that is read-only
     (``NUMBA_CACHE_DIR`` moves them), keyed by the source file and this CPU, so an
-    upgrade or another machine compiles afresh. Returns how many functions it covers.
+    upgrade or another machine compiles afresh.
     """
     from numba.core.dispatcher import Dispatcher
 
@@ -49,7 +49,6 @@ def keep_compiled_code(packages: tuple[str, ...]) -> int:
     }
     for function in functions:
         function.enable_caching()
-    return len(functions)
 
 
 @REDUCERS.register
