@@ -118,12 +118,12 @@ def test_local_embeddings_do_not_depend_on_the_batch(local_vectors):
     np.testing.assert_allclose(alone[0], local_vectors[1], atol=1e-5)
 
 
-def test_the_local_embedder_describes_its_model():
-    assert LocalEmbedder().describe() == {
-        "embedder": "local",
-        "model": "sentence-transformers/all-MiniLM-L6-v2",
-        "dimensions": 384,
-    }
+def test_the_local_embedder_describes_its_model_as_the_cache_key_made_without_loading_it():
+    from tasks.embed._local import describe_local
+
+    description = LocalEmbedder().describe()
+    assert description == describe_local()
+    assert (description["model"], description["dimensions"]) == ("sentence-transformers/all-MiniLM-L6-v2", 384)
 
 
 def test_check_ready_passes_without_importing_torch():

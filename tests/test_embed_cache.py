@@ -13,6 +13,7 @@ import sys
 import time
 from unittest.mock import patch
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -197,4 +198,9 @@ def test_batches_are_cut_from_the_whole_run_sorted_by_length_and_vectors_come_ba
     for longer, shorter in zip(batches, batches[1:], strict=False):
         assert min(map(len, longer)) >= max(map(len, shorter))
     alone = LocalEmbedder().embed(texts)
-    assert abs(vectors - alone).max() < 1e-5
+    if LocalEmbedder().describe().get("dtype") == "bfloat16":
+        # bfloat16 rounds a text differently with its batch's padding (measured cosine > .9999);
+        # another post's vector is far below that.
+        assert np.sum(vectors * alone, axis=1).min() > 0.9999
+    else:
+        assert abs(vectors - alone).max() < 1e-5

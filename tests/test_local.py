@@ -58,10 +58,13 @@ def test_every_model_and_precision_has_its_own_cache_identity():
 
 
 def test_minilm_fp32_is_described_as_before_so_its_cached_vectors_stay_valid():
+    from tasks.embed.models import cpu_has_native_bf16
+
     assert describe_local() == {
         "embedder": "local",
         "model": "sentence-transformers/all-MiniLM-L6-v2",
         "dimensions": 384,
+        **({"dtype": "bfloat16"} if cpu_has_native_bf16() else {}),
     }
 
 
@@ -163,3 +166,32 @@ def test_bfloat16_vectors_are_unit_length_in_float32():
     vectors = embedder.embed(texts)
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=[pytest.mark.slow] if name != "all-MiniLM-L6-v2" else [])
+        for name, spec in MODELS.items()
+        if spec.dtype == "bfloat16"
+    ],
+)
+def test_a_model_that_prefers_bfloat16_gives_its_float32_vectors_in_it(name):
+    # Why the catalogue may run it in bfloat16 where the CPU is native, under the same --precision fp32.
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from tasks.embed._local import unit_rows
+    from tasks.embed._onnx import MIN_PROBE_COSINE, PROBE
+
+    require(name)
+    spec = MODELS[name]
+    model = SentenceTransformer(str(installed_folder(name)), device="cpu")
+    model.max_seq_length = spec.max_seq_length or model.max_seq_length
+    prompt = {"prompt_name": spec.prompt_name} if spec.prompt_name else {}
+    full = unit_rows(model.encode(PROBE, **prompt))
+    model.to(torch.bfloat16)
+    half = unit_rows(model.encode(PROBE, convert_to_tensor=True, **prompt).float().numpy())
+    cosines = np.sum(full * half, axis=1)
+    assert cosines.mean() >= MIN_PROBE_COSINE["fp32"], cosines
+    assert not np.array_equal(full, half)  # bfloat16 really ran

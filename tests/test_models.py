@@ -288,7 +288,8 @@ def test_the_registry_pins_every_model_as_documented():
         "max_seq_length": 512,
         "dtype": "bfloat16",
     }
-    assert MODELS["all-MiniLM-L6-v2"].conventions() == {}
+    assert MODELS["all-MiniLM-L6-v2"].conventions("float32") == {}  # keys from before it could run in bf16
+    assert MODELS["all-MiniLM-L6-v2"].conventions("bfloat16") == {"dtype": "bfloat16"}
     assert (EMBEDDINGGEMMA.licence, MPNET.licence) == ("Gemma Terms of Use", "Apache-2.0")
 
 
