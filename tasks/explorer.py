@@ -53,6 +53,7 @@ def nearest_neighbours(vectors: np.ndarray, k: int = N_NEIGHBOURS) -> np.ndarray
 
     Returns an int array of shape (n, min(k, n - 1)).
     """
+    from sklearn import config_context
     from sklearn.neighbors import NearestNeighbors
 
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -60,7 +61,10 @@ def nearest_neighbours(vectors: np.ndarray, k: int = N_NEIGHBOURS) -> np.ndarray
     if k <= 0:
         return np.zeros((len(vectors), 0), dtype=np.int64)
     index = NearestNeighbors(n_neighbors=k + 1, metric="cosine", algorithm="brute").fit(vectors)
-    found = index.kneighbors(return_distance=False, n_neighbors=k)
+    # Distances are computed in blocks of rows of this many MB. scikit-learn's default (1 GB) took the
+    # whole corpus (18,583 x 384) to a 1.93 GB peak in 15.5 s; 64 MB: 0.49 GB in 6.6 s, same neighbours.
+    with config_context(working_memory=64):
+        found = index.kneighbors(return_distance=False, n_neighbors=k)
     return found.astype(np.int64)
 
 
