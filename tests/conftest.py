@@ -5,15 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +29,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from filelock import FileLock  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+from tests.servers import running_prefect_server  # noqa: E402
 
 if TYPE_CHECKING:
     import numpy as np
@@ -87,57 +84,6 @@ def prefect_harness(new_prefect_home):
     new_prefect_home(Path(os.environ["PREFECT_HOME"]))
     with prefect_test_harness(server_startup_timeout=180):
         yield
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def running_prefect_server(home: Path) -> Iterator[str]:
-    """``prefect server start`` on ``home``, answering at the API URL it yields; stopped on exit."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-    }
-    env.pop("PREFECT_API_URL", None)
-    log = home / "server.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 240
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server start did not answer:\n{log.read_text()[-3000:]}")
-            time.sleep(0.25)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from tasks.config import (
 )
 from tasks.errors import InputError
 from tasks.execution import check_execution, scheduler_identity
+from tests.servers import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "test-key-dask"
@@ -36,12 +37,6 @@ DASK = ExecutionSettings(task_runner="dask", dask_workers=2)
 def worker_env(monkeypatch):
     """Dask workers are new processes: they must import this checkout's code, whatever the cwd."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.parametrize(
@@ -59,7 +54,7 @@ def test_invalid_execution_settings_are_rejected_naming_the_field(changes, field
 
 
 def test_an_unreachable_scheduler_is_refused_before_any_work_with_the_fix():
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     with pytest.raises(
         InputError, match=rf"{address}, which does not answer as a Dask scheduler .*`dask scheduler`"
     ):
@@ -108,7 +103,7 @@ def _command(tmp_path, *flags, env=None):
 @pytest.fixture(scope="module")
 def scheduler():
     """A real ``dask scheduler`` on a free port of 127.0.0.1; yields its address."""
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     process = subprocess.Popen(
         [
             DASK_COMMAND,

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import pytest
 
 from flows.watchdog import descendants
 from tests.browser import chromium_available, click, fit_to_content, open_chrome, wait_for, wait_for_text
+from tests.servers import running_prefect_server
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = Path(sys.executable).parent / "prefect"
@@ -70,12 +70,6 @@ class Server:
         return httpx.post(self.api + path, json=body, timeout=30).raise_for_status().json()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_for(check: Callable[[], object], *, timeout: float, what: str, interval: float = 1.0) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -114,45 +108,23 @@ def _copy_repository(target: Path) -> Path:
     return target
 
 
-def _healthy(api: str) -> bool:
-    try:
-        return httpx.get(api + "/health", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, archive, new_prefect_home) -> Iterator[Server]:
-    """A real Prefect server, and a copy of the repository whose CLI calls point at it."""
+    """A real Prefect server with its UI, and a copy of the repository whose CLI calls point at it."""
     base = tmp_path_factory.mktemp("prefect-server")
     repo = _copy_repository(base / "newsgroups-map-copy")
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "PWD"}
     env.update(
-        PREFECT_HOME=str(new_prefect_home(base / "home")),
-        PREFECT_API_URL=api,
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
         # The scheduler's default minute between passes would only slow the schedule check down.
         PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
         NEWSGROUPS_ARCHIVE=str(archive),
         SCIKIT_LEARN_DATA=str(base / "scikit_learn_data"),
         HF_HUB_OFFLINE="1",
     )
-    with open(base / "server.log", "w") as log:
-        process = subprocess.Popen(
-            [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            _wait_for(lambda: process.poll() is not None or _healthy(api), timeout=120, what="the server")
-            assert process.poll() is None, (base / "server.log").read_text()[-3000:]
-            yield Server(api=api, ui=f"http://127.0.0.1:{port}", env=env, repo=repo)
-        finally:
-            _stop(process)
+    home = new_prefect_home(base / "home")
+    with running_prefect_server(home, environ=env, ui=True) as api:
+        env.update(PREFECT_HOME=str(home), PREFECT_API_URL=api, PREFECT_SERVER_ANALYTICS_ENABLED="false")
+        yield Server(api=api, ui=api.removesuffix("/api"), env=env, repo=repo)
 
 
 @pytest.fixture(scope="module")
