@@ -4,8 +4,8 @@ The tutorial's sample (150 cleaned train posts of each ``sci.*`` group, seed 0),
 embedded with the default local model two ways, in interleaved rounds (the best
 round of each kept, so both see the same machine load):
 
-- bare: ``LocalEmbedder.embed`` over the texts sorted longest first, in the
-  embedder's own batches, one call after the other, in this process;
+- bare: ``LocalEmbedder.embed`` over the texts in the stage's own order and
+  batches (longest first), one call after the other, in this process;
 - stage: ``tasks.embed.stage.embed_documents`` inside a Prefect flow (the
   embedding cache off, so every text is embedded), which adds the plan step, the
   batch tasks on the thread pool, the progress lines and ``embeddings.parquet``.
@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.embed_speed import this_machine
 from benchmarks.quality import draw, load_split
 from tasks.embed._local import LocalEmbedder
 
@@ -32,11 +31,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def bare(embedder: LocalEmbedder, texts: list[str], batch_size: int) -> np.ndarray:
-    """The runtime alone: longest first, cut into batches, back in the texts' order."""
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    """The runtime alone: the stage's order and batches, one call after the other, back in the texts' order."""
+    from tasks.embed.stage import by_length, plan_batches
+
+    order = by_length(texts, np.arange(len(texts)))
     vectors = np.empty((len(texts), embedder.spec.dimensions), np.float32)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    for start, stop in plan_batches(len(order), batch_size):
+        rows = order[start:stop]
         vectors[rows] = embedder.embed([texts[i] for i in rows])
     return vectors
 
@@ -83,13 +84,8 @@ def main() -> None:
                 vectors[name], seconds = run()
                 best[name] = min(best[name], seconds)
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line), "?")
-    flags = sorted(
-        {"avx2", "avx512_vnni", "avx512_bf16", "amx_bf16"} & set(open("/proc/cpuinfo").read().split())
-    )
     print(
-        f"{date.today()}, {cpu} ({' '.join(flags)}), {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
-        f"{platform.python_version()}; {embedder.describe()}; {len(texts)} posts, batches of {batch_size}, "
+        f"{this_machine()}; {embedder.describe()}; {len(texts)} posts, batches of {batch_size}, "
         f"best of {args.rounds} interleaved rounds"
     )
     cosine = np.sum(vectors["bare"] * vectors["stage"], axis=1)

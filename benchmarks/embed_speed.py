@@ -61,6 +61,17 @@ def gemm_peak(dtype: str, n: int = 1024, repeats: int = 5) -> float:
     return 2 * n**3 / best
 
 
+def this_machine() -> str:
+    """Today's date, the CPU's model and the flags that decide the fast paths, cores, load and Python."""
+    cpuinfo = open("/proc/cpuinfo").read()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line), "?")
+    flags = sorted({"avx2", "avx512_vnni", "avx512_bf16", "amx_bf16"} & set(cpuinfo.split()))
+    return (
+        f"{date.today()}, {cpu} ({' '.join(flags)}), {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
+        f"{platform.python_version()}"
+    )
+
+
 def _timed(call) -> float:
     started = time.perf_counter()
     call()
@@ -139,13 +150,8 @@ def main() -> None:
                 seconds = time.perf_counter() - started
                 best[name, kind] = min(best.get((name, kind), np.inf), seconds)
 
-    flags = sorted(
-        {"avx2", "avx512_vnni", "avx512_bf16", "amx_bf16"} & set(open("/proc/cpuinfo").read().split())
-    )
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line), "?")
     print(
-        f"{date.today()}, {cpu} ({' '.join(flags)}), {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
-        f"{platform.python_version()}; {spec.name}, {args.posts} long + {args.posts} short posts, "
+        f"{this_machine()}; {spec.name}, {args.posts} long + {args.posts} short posts, "
         f"best of {args.rounds} interleaved rounds; GEMM peaks: "
         + ", ".join(f"{d} {p / 1e9:.0f} GFLOP/s" for d, p in sorted(peaks.items()))
     )
