@@ -9,7 +9,7 @@ import pytest
 
 from flows.newsgroups import newsgroups
 from tasks.config import CleaningSettings, MapSettings, OutputSettings, SamplingSettings, SourceSettings
-from tasks.corpus_store import clean_stored, ingest_stored, locate
+from tasks.corpus_store import clean_stored, default_store_dir, ingest_stored, locate
 from tasks.layout import DOCUMENTS_SCHEMA, write_table
 
 
@@ -92,8 +92,9 @@ def test_runs_keep_only_their_sample_and_record_the_stored_corpus(archive, data_
         mapping=MapSettings(reducer="pca"),
     )
     first = newsgroups(**kwargs, output=OutputSettings(output_dir=tmp_path, run_name="one"))
-    stored_files = sorted((tmp_path / ".corpus-store").glob("*/*.parquet"))
-    assert [path.name.split("-")[0] for path in stored_files] == ["cleaned", "corpus.parquet"]
+    stored = locate(kwargs["source"], default_store_dir(tmp_path))
+    stored_files = [stored.corpus, stored.cleaned(CleaningSettings())]
+    assert all(path.is_file() for path in stored_files)
     written = {path: path.stat().st_mtime_ns for path in stored_files}
     caplog.clear()
     second = newsgroups(**kwargs, output=OutputSettings(output_dir=tmp_path, run_name="two"))
