@@ -64,10 +64,20 @@ class Server:
         )
 
     def get(self, path: str) -> dict:
-        return httpx.get(self.api + path, timeout=30).raise_for_status().json()
+        return self._request("GET", path)
 
     def post(self, path: str, body: dict) -> list | dict:
-        return httpx.post(self.api + path, json=body, timeout=30).raise_for_status().json()
+        return self._request("POST", path, json=body)
+
+    def _request(self, method: str, path: str, **options: object) -> list | dict:
+        # The server answers 503 for errors a client may retry (a busy database), and Prefect's own
+        # client retries them: so do these calls, as a busy CI machine makes them happen.
+        for pause in (1, 2, 4, 8):
+            response = httpx.request(method, self.api + path, timeout=30, **options)
+            if response.status_code != 503:
+                break
+            time.sleep(pause)
+        return response.raise_for_status().json()
 
 
 def _wait_for(check: Callable[[], object], *, timeout: float, what: str, interval: float = 1.0) -> object:
