@@ -233,7 +233,8 @@ def main(entrypoint: str, argv: Sequence[str] | None = None) -> int:
     it takes over SIGINT and SIGTERM and starts a watchdog that ends this
     process's children when it dies.
     """
-    configure_environment()  # before Prefect or pyarrow is imported: they read it then
+    # The command's own entry (flows/entry.py) applied it before pyarrow was loaded; a caller of main() gets it here.
+    configure_environment()
     command = COMMANDS[entrypoint]
     parser = build_parser(command, prog="python -m " + entrypoint.split(":")[0])
     args = parser.parse_args(argv)

@@ -10,14 +10,12 @@ both also published as Prefect artifacts.
 
 from __future__ import annotations
 
-import sys
-
 if __name__ == "__main__":
     # The command line (declared in flows/cli.py, COMMANDS) refuses a bad flag or file before the
     # imports below run: Prefect and the stages take seconds to import.
-    from flows.cli import main
+    from flows.entry import run_command_line
 
-    sys.exit(main("flows.compare:compare"))
+    run_command_line("flows.compare:compare")
 
 from typing import Any
 

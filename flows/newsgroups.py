@@ -5,14 +5,12 @@ Run it with ``python -m flows.newsgroups`` (``--help`` lists every parameter).
 
 from __future__ import annotations
 
-import sys
-
 if __name__ == "__main__":
     # The command line (declared in flows/cli.py, COMMANDS) refuses a bad flag or file before the
     # imports below run: Prefect and the stages take seconds to import.
-    from flows.cli import main
+    from flows.entry import run_command_line
 
-    sys.exit(main("flows.newsgroups:newsgroups"))
+    run_command_line("flows.newsgroups:newsgroups")
 
 from typing import Any
 

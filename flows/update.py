@@ -6,12 +6,12 @@ Run it with ``python -m flows.update --base RUN_FOLDER`` (or ``--base latest``);
 
 from __future__ import annotations
 
-import sys
-
 if __name__ == "__main__":
-    from flows.cli import main
+    # The command line (declared in flows/cli.py, COMMANDS) refuses a bad flag or file before the
+    # imports below run: Prefect and the stages take seconds to import.
+    from flows.entry import run_command_line
 
-    sys.exit(main("flows.update:update"))
+    run_command_line("flows.update:update")
 
 from typing import Any
 

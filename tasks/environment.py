@@ -1,9 +1,10 @@
 """The process settings every entry point applies: Prefect's, and pyarrow's allocator.
 
 :func:`configure_environment` is called by each place a run starts: the
-command line (``flows/cli.py``), ``deployments/serve.py`` and the test suite,
-before Prefect or pyarrow is imported (both read these variables then). A
-worker's flow-run process gets the same variables from the work pool's job
+command line (``flows/entry.py``, before it imports anything else), the test
+suite, and ``deployments/serve.py`` (whose runs are processes it starts), before
+Prefect or pyarrow is imported: both read these variables then, pyarrow once,
+when it is loaded. A worker's flow-run process gets the same variables from the work pool's job
 variables in ``prefect.yaml`` (a test holds them equal to :data:`ENVIRONMENT`).
 Nothing is written at import; a value already set in the environment wins.
 

@@ -336,3 +336,30 @@ def test_a_refusal_imports_neither_prefect_nor_the_heavy_libraries(argv, refusal
     imported = imported_modules(result.stderr)
     assert {"pydantic", "tasks", "flows"} <= imported  # the output was read right
     assert imported.isdisjoint(HEAVY), sorted(imported & set(HEAVY))
+
+
+# `python -m flows.newsgroups --per-class -5` (a refusal: it stops after the settings modules, which load pyarrow),
+# then the memory pool pyarrow chose when it was loaded.
+POOL_AFTER_A_COMMAND = """
+import atexit, runpy, sys
+atexit.register(lambda: print(__import__("pyarrow").default_memory_pool().backend_name))
+sys.argv = ["flows.newsgroups", "--per-class", "-5"]
+runpy.run_module("flows.newsgroups", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_the_command_loads_pyarrow_after_its_environment_so_the_pool_is_the_environments(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if given:  # a value the user set wins
+        env["ARROW_DEFAULT_MEMORY_POOL"] = given
+    result = subprocess.run(
+        [sys.executable, "-c", POOL_AFTER_A_COMMAND],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "--per-class" in result.stderr, result.stderr[-2000:]
+    assert result.stdout.split() == [expected]
