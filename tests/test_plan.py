@@ -46,6 +46,16 @@ def test_a_measured_throughput_replaces_the_typical_figure(tfidf, tmp_path):
     assert plan.estimated_minutes == pytest.approx(5 / 12.5 / 60, abs=0.01)
 
 
+def test_a_typical_figure_follows_the_token_budget():
+    from tasks.embed._local import LocalEmbedder
+
+    # No model is loaded: the plan needs only the figure.
+    full, preset = LocalEmbedder("embeddinggemma-300m"), LocalEmbedder("embeddinggemma-300m", max_tokens=256)
+    assert preset.typical_texts_per_second > 2 * full.typical_texts_per_second
+    # A budget without a figure of its own plans at the model's.
+    assert LocalEmbedder(max_tokens=128).typical_texts_per_second == LocalEmbedder().typical_texts_per_second
+
+
 def test_an_unwritable_throughput_folder_is_skipped(tfidf, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

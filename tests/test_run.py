@@ -104,7 +104,11 @@ def test_a_preset_resolves_into_explicit_settings_and_explicit_ones_win():
     from tasks.config import ClusterSettings
 
     best = RunSettings(preset="best")
-    assert (best.embedding.local_model, best.clustering.clusterer) == ("embeddinggemma-300m", "gmm")
+    assert (best.embedding.local_model, best.embedding.max_tokens, best.clustering.clusterer) == (
+        "embeddinggemma-300m",
+        256,
+        "gmm",
+    )
     mine = RunSettings(preset="best", clustering=ClusterSettings(clusterer="kmeans"))
     assert mine.clustering.clusterer == "kmeans" and mine.embedding.local_model == "embeddinggemma-300m"
     assert (
@@ -116,7 +120,7 @@ def test_a_preset_resolves_into_explicit_settings_and_explicit_ones_win():
     )  # the manifest's record
     assert preset_summary(mine) == (
         "preset best: embedding.embedder=local, embedding.local_model=embeddinggemma-300m, "
-        "embedding.tfidf_weight=0.6, clustering.clusterer=kmeans, clustering.gmm_pca_dimensions=25"
+        "embedding.max_tokens=256, embedding.tfidf_weight=0.6, clustering.clusterer=kmeans, clustering.gmm_pca_dimensions=25"
     )
     assert preset_summary(RunSettings()) is None
 

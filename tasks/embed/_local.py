@@ -172,11 +172,13 @@ class LocalEmbedder(Embedder):
     default_batch_size: ClassVar[int | None] = 128
     typical_texts_per_second: ClassVar[float | None] = 40.0  # MiniLM, cleaned 20NG posts, 2 cores
 
-    # Posts/s on 2 idle cores in fp32 (FACTS.md), for --plan until this machine measures its own.
-    TYPICAL_TEXTS_PER_SECOND: ClassVar[dict[str, float]] = {
-        "all-MiniLM-L6-v2": 40.0,
-        "all-mpnet-base-v2": 2.4,
-        "embeddinggemma-300m": 1.6,
+    # Posts/s on 2 idle cores (FACTS.md, docs/models.md), for --plan until this machine measures its own;
+    # by model and token budget (None: the model's own). Fewer tokens per post, more posts per second.
+    TYPICAL_TEXTS_PER_SECOND: ClassVar[dict[tuple[str, int | None], float]] = {
+        ("all-MiniLM-L6-v2", None): 40.0,
+        ("all-mpnet-base-v2", None): 2.4,
+        ("embeddinggemma-300m", None): 1.6,
+        ("embeddinggemma-300m", 256): 4.9,
     }
 
     def __init__(
@@ -196,7 +198,10 @@ class LocalEmbedder(Embedder):
         # Loaded on the first text to embed: a plan, or a run whose texts are all cached, needs no model.
         self._model: Any = None
         self._loading = threading.Lock()
-        self.typical_texts_per_second = self.TYPICAL_TEXTS_PER_SECOND.get(self.spec.name)
+        typical = self.TYPICAL_TEXTS_PER_SECOND
+        self.typical_texts_per_second = typical.get(
+            (self.spec.name, max_tokens), typical.get((self.spec.name, None))
+        )
 
     @property
     def model(self) -> Any:
