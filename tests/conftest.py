@@ -28,7 +28,7 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from filelock import FileLock  # noqa: E402
-from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+from prefect.settings import temporary_settings  # noqa: E402
 
 from tests.servers import running_prefect_server  # noqa: E402
 
@@ -75,15 +75,28 @@ DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "20news-bydate.tar.gz"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_harness(new_prefect_home):
-    """One temporary Prefect API for the whole session (entering it costs ~6 s).
+def prefect_api(prefect_server, new_prefect_home) -> Iterator[str]:
+    """Points this process's Prefect at ``prefect_server``: the in-process flows' API for the whole session.
 
-    The session's own Prefect home gets a migrated database first: commands run
-    without ``PREFECT_API_URL`` start their temporary servers on it.
+    Prefect's ``prefect_test_harness`` would start a second server per test
+    worker on a database it migrates first (about 6 s of CPU); the session's
+    server, on a copy of a migrated one, serves the command lines and the
+    in-process flows alike. The session's own Prefect home gets a migrated
+    database too: commands run without ``PREFECT_API_URL`` start their
+    temporary servers on it.
     """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
     new_prefect_home(Path(os.environ["PREFECT_HOME"]))
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+    # Without flow-run heartbeats: Prefect joins its heartbeat thread at the end of every flow run, and
+    # that thread sleeps in whole seconds, so a flow that ends in 0.2 s (a refused input) took 1.2 s,
+    # and every other one up to a second more. No test is about heartbeats (crash detection by the server).
+    with temporary_settings(updates={"api.url": prefect_server, "flows.heartbeat_frequency": None}):
+        yield prefect_server
+        # What the flows logged and emitted last reaches the server before it stops.
+        APILogWorker.drain_all()
+        EventsWorker.drain_all()
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +142,7 @@ def prefect_server(tmp_path_factory, new_prefect_home) -> Iterator[str]:
     A command run without ``PREFECT_API_URL`` starts a temporary server of its
     own (20-25 s each); tests that run the command line set ``PREFECT_API_URL``
     to this one instead, unless that temporary server's lifecycle is what they test.
-    It has its own Prefect home, so its runs stay out of the in-process harness's database.
+    The in-process flows use it too (``prefect_api``).
     """
     with running_prefect_server(new_prefect_home(tmp_path_factory.mktemp("prefect-server-home"))) as url:
         yield url

@@ -1,9 +1,10 @@
 """The Gemini API key never reaches logs, artifacts, parameters, Parquet or the manifest.
 
 The real command line runs against a real HTTP server on 127.0.0.1 standing in for
-Gemini, with debug logs on; then every byte the run left behind is searched for the
-key: its output, its run folder, and the whole Prefect home (database of logs,
-artifacts, parameters and states).
+Gemini and a real Prefect server, both with debug logs on; then every byte the run
+left behind is searched for the key: its output, its run folder, its Prefect home,
+and the whole home of the Prefect server (database of logs, artifacts, parameters
+and states, and the server's own log).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tasks.embed import EMBEDDERS
+from tests.servers import running_prefect_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,6 +101,14 @@ def fake_gemini():
     server.shutdown()
 
 
+@pytest.fixture(scope="module")
+def debug_server(tmp_path_factory, new_prefect_home):
+    """A real Prefect server logging at DEBUG, and its home: the runs' API, searched after each run."""
+    home = new_prefect_home(tmp_path_factory.mktemp("prefect-server-home"))
+    with running_prefect_server(home, environ={**os.environ, "PREFECT_LOGGING_LEVEL": "DEBUG"}) as url:
+        yield url, home
+
+
 def files_holding(secret: bytes, *folders: Path) -> list[str]:
     hits = []
     for folder in folders:
@@ -111,10 +121,11 @@ def files_holding(secret: bytes, *folders: Path) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["ok", "bad-key", "echo"])
 def test_the_api_key_appears_in_no_output_log_artifact_parameter_or_file(
-    mode, fake_gemini, archive, tmp_path, new_prefect_home
+    mode, fake_gemini, debug_server, archive, tmp_path, new_prefect_home
 ):
     key = "AIzaSy" + secrets.token_urlsafe(24)
     FakeGemini.mode = mode
+    api_url, server_home = debug_server
     home, runs = new_prefect_home(tmp_path / "prefect"), tmp_path / "runs"
     env = {
         **os.environ,
@@ -122,11 +133,10 @@ def test_the_api_key_appears_in_no_output_log_artifact_parameter_or_file(
         "GOOGLE_API_KEY": key,
         "GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{fake_gemini.server_address[1]}",
         "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": api_url,
         "PREFECT_LOGGING_LEVEL": "DEBUG",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }
-    env.pop("PREFECT_API_URL", None)
     result = subprocess.run(
         [
             sys.executable,
@@ -154,6 +164,6 @@ def test_the_api_key_appears_in_no_output_log_artifact_parameter_or_file(
     assert (result.returncode == 0) == (mode == "ok"), result.stderr[-3000:]
     secret = key.encode()
     assert secret not in result.stdout and secret not in result.stderr
-    assert files_holding(secret, runs, home) == []
+    assert files_holding(secret, runs, home, server_home) == []
     if mode == "ok":
         assert list(runs.glob("*/manifest.json"))
