@@ -44,6 +44,27 @@ def test_onnx_gives_pytorchs_vectors_from_an_export_recorded_beside_the_model(ex
     assert record["probe_mean_cosine"] >= 0.999
 
 
+def test_minilms_export_is_fused_by_onnx_runtimes_optimizer_and_its_graph_is_in_the_cache_identity(exported):
+    import onnx
+
+    root, _ = exported
+    folder = export_folder(MINILM, "fp32", root)
+    record = json.loads((folder / RECORD).read_text())
+    layers = 6
+    assert record["graph"] == "fused (bert)"
+    assert record["fused_operators"]["Attention"] == layers
+    assert record["fused_operators"]["SkipLayerNormalization"] == 2 * layers
+    operators = {node.op_type for node in onnx.load(str(folder / ONNX_FILE)).graph.node}
+    assert {"Attention", "BiasGelu", "SkipLayerNormalization"} <= operators and "Softmax" not in operators
+    assert describe_local(runtime="onnx")["onnx_graph"] == "fused (bert)"
+    # An export made before fusion (no graph in its record) is made again, not used.
+    record.pop("graph")
+    (folder / RECORD).write_text(json.dumps(record))
+    load_model.cache_clear()
+    LocalEmbedder(runtime="onnx", models_dir=root).embed(TEXTS[:1])
+    assert json.loads((folder / RECORD).read_text())["graph"] == "fused (bert)"
+
+
 def test_a_damaged_export_is_made_again(exported):
     root, vectors = exported
     folder = export_folder(MINILM, "fp32", root)
@@ -61,6 +82,12 @@ def test_onnx_int8_is_close_to_fp32_and_keeps_the_topics(tmp_path):
     reference = LocalEmbedder().embed(TEXTS)
     cosines = np.sum(vectors * reference, axis=1)
     assert cosines.min() > 0.97 and not np.allclose(vectors, reference, atol=1e-4)
+    import onnx
+
+    folder = export_folder(MINILM, "int8", tmp_path)
+    assert json.loads((folder / RECORD).read_text())["fused_operators"]["Attention"] == 6
+    operators = {node.op_type for node in onnx.load(str(folder / ONNX_FILE)).graph.node}
+    assert "QAttention" in operators and "Attention" not in operators  # fused, then quantised
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
     space_a, space_b, medicine, _ = vectors
     assert space_a @ space_b > space_a @ medicine + 0.1

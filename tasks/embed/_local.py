@@ -316,6 +316,8 @@ def describe_local(
         conventions["precision"] = precision
     if runtime != "torch":
         conventions["runtime"] = runtime_version(runtime)
+        if runtime == "onnx" and spec.onnx_fusion:
+            conventions["onnx_graph"] = spec.onnx_graph
     return {
         "embedder": LocalEmbedder.name,
         "model": spec.model_id,
