@@ -196,7 +196,7 @@ def _eager_attention(transformer: Any, wanted: bool) -> Iterator[None]:
     """Trace attention as plain matrix products: the optimizer fuses that pattern, not SDPA's masked one.
 
     Traced with PyTorch's scaled-dot-product attention, MiniLM's graph got no fused
-    Attention node (0 of 6 layers) and ran 1.6x slower in int8 here than the fused one.
+    Attention node (0 of 6 layers): int8 ran 1.74x ``encode`` on long posts here, the fused graph 2.14x.
     """
     if not wanted:
         yield
