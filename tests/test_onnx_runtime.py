@@ -78,12 +78,12 @@ def test_a_damaged_export_is_made_again(exported):
 
 
 def test_onnx_int8_is_close_to_fp32_and_keeps_the_topics(tmp_path):
+    import onnx
+
     vectors = LocalEmbedder(runtime="onnx", precision="int8", models_dir=tmp_path).embed(TEXTS)
     reference = LocalEmbedder().embed(TEXTS)
     cosines = np.sum(vectors * reference, axis=1)
     assert cosines.min() > 0.97 and not np.allclose(vectors, reference, atol=1e-4)
-    import onnx
-
     folder = export_folder(MINILM, "int8", tmp_path)
     assert json.loads((folder / RECORD).read_text())["fused_operators"]["Attention"] == 6
     operators = {node.op_type for node in onnx.load(str(folder / ONNX_FILE)).graph.node}
