@@ -71,17 +71,7 @@ def _configure_prefect_logging() -> None:
 _configure_prefect_logging()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the tests marked ``server`` first, so that one xdist worker runs them all.
-
-    Their module fixtures (tests/test_ui.py: a server with its UI, a deployment,
-    a worker's run: about 40 s) are made once per worker that runs one of their
-    tests. ``--dist worksteal`` hands each worker a contiguous half of the
-    collection and moves tests only from the end of a worker's queue, so tests
-    at the head stay with the first worker; in the middle they were sometimes
-    split and their fixtures made twice.
-    """
-    items.sort(key=lambda item: item.get_closest_marker("server") is None)
+pytest_plugins = ["tests.ordering"]
 
 
 ROOT = Path(__file__).resolve().parents[1]
