@@ -103,6 +103,12 @@ def prefect_api(prefect_server, new_prefect_home) -> Iterator[str]:
         EventsWorker.drain_all()
 
 
+def _shared_folder(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The session's temporary folder common to all xdist workers (each has its own folder under it)."""
+    own = tmp_path_factory.getbasetemp()
+    return own if worker_id == "master" else own.parent
+
+
 @pytest.fixture(scope="session")
 def started_prefect_home(tmp_path_factory, worker_id) -> Path:
     """A Prefect home whose database a server has already migrated and filled with its blocks.
@@ -112,9 +118,7 @@ def started_prefect_home(tmp_path_factory, worker_id) -> Path:
     command starts in a new home would pay it again; a copy of this one
     (``new_prefect_home``) starts as on a user's second run.
     """
-    shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":  # each xdist worker has its own folder under a common one
-        shared = shared.parent
+    shared = _shared_folder(tmp_path_factory, worker_id)
     template = shared / "started-prefect-home"
     with FileLock(str(shared / "started-prefect-home.lock")):
         if not template.is_dir():
@@ -185,9 +189,16 @@ def archive() -> Path:
 
 
 @pytest.fixture(scope="session")
-def data_home(tmp_path_factory) -> Path:
-    """A scikit-learn data home shared by the session, so the archive is unpacked once."""
-    return tmp_path_factory.mktemp("scikit_learn_data")
+def data_home(tmp_path_factory, worker_id, archive) -> Path:
+    """A scikit-learn data home shared by all test workers, the archive unpacked into it once (4 s of CPU)."""
+    from tasks.ingest import load_newsgroups
+
+    shared = _shared_folder(tmp_path_factory, worker_id)
+    home = shared / "scikit_learn_data"
+    with FileLock(str(shared / "scikit_learn_data.lock")):
+        if not home.is_dir():
+            load_newsgroups(archive=archive, data_home=home, subset="train")
+    return home
 
 
 @pytest.fixture(scope="session")
