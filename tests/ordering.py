@@ -3,8 +3,8 @@
 worksteal hands each worker a contiguous slice of the collection (the first
 ``n // workers`` tests to the first, and so on) and later moves tests only from
 the end of a busy worker's queue to an idle one. Left in file order, one worker
-got test_ui, test_faults and test_interrupts and ran 50 s after the other had
-nothing left to take. So the modules are dealt into one share per worker,
+ended with test_faults' two long tests and ran 49 s after the other had nothing
+left to take. So the modules are dealt into one share per worker,
 longest first, to the share with the least time so far (each module whole,
 since its module fixtures are made once per worker that runs it); each share
 runs its longest modules first, and the shares are cut to the slice sizes
@@ -57,9 +57,14 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return len(os.sched_getaffinity(0)) + 1
 
 
+def recorded() -> dict[str, float]:
+    """The recorded seconds of each test by node id (none before the first ``--record-durations``)."""
+    return json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+
+
 def shares(items: list[pytest.Item], workers: int) -> list[list[pytest.Item]]:
     """``items`` dealt into ``workers`` lists, sized as worksteal slices the collection."""
-    seconds = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    seconds = recorded()
 
     def duration(item: pytest.Item) -> float:
         return seconds.get(item.nodeid, SLOW_S if item.get_closest_marker("slow") else FAST_S)
@@ -101,9 +106,8 @@ class _Recorder:
 
     def pytest_sessionfinish(self) -> None:
         # Merged into the times already recorded, so a run of some tests (-m, -k, a file) updates only theirs.
-        recorded = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
-        recorded.update({nodeid: round(seconds, 1) for nodeid, seconds in self.seconds.items()})
-        DURATIONS.write_text(json.dumps(dict(sorted(recorded.items())), indent=0) + "\n")
+        times = recorded() | {nodeid: round(seconds, 1) for nodeid, seconds in self.seconds.items()}
+        DURATIONS.write_text(json.dumps(dict(sorted(times.items())), indent=0) + "\n")
 
 
 def pytest_configure(config: pytest.Config) -> None:
