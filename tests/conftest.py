@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -12,8 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# Before Prefect is imported: every test session gets its own Prefect home and database.
+# Before Prefect is imported: every test session gets its own Prefect home and database, removed at exit.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
+atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -199,6 +201,25 @@ def data_home(tmp_path_factory, worker_id, archive) -> Path:
         if not home.is_dir():
             load_newsgroups(archive=archive, data_home=home, subset="train")
     return home
+
+
+@pytest.fixture(scope="session")
+def compiled_umap(tmp_path_factory, worker_id) -> None:
+    """umap-learn's numba code compiled and kept on disk (``keep_compiled_code``) once for all test workers.
+
+    On a new install the first UMAP fit compiles it (about 22 s of CPU here): without the lock, every worker
+    whose first fit starts before another's has kept the code would compile it too.
+    """
+    import numpy as np
+
+    from tasks.reduce import umap_class
+
+    shared = _shared_folder(tmp_path_factory, worker_id)
+    with FileLock(str(shared / "compiled-umap.lock")):
+        if not (done := shared / "compiled-umap").exists():
+            vectors = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+            umap_class()(n_components=2, n_neighbors=5, random_state=0).fit_transform(vectors)
+            done.touch()
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,9 @@ def test_gemini_joins_the_default_variants_only_when_a_key_is_set():
 
 
 @pytest.mark.slow
-def test_compare_runs_every_variant_on_one_sample_and_publishes_the_table(archive, data_home, tmp_path):
+def test_compare_runs_every_variant_on_one_sample_and_publishes_the_table(
+    archive, data_home, tmp_path, compiled_umap
+):
     manifest = compare(
         source=SourceSettings(archive=archive, data_home=data_home),
         sampling=SamplingSettings(per_class=25),

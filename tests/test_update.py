@@ -187,8 +187,10 @@ def test_an_update_is_the_base_of_the_next(chain):
 @pytest.mark.slow
 @pytest.mark.parametrize(("reducer", "clusterer"), [("pca", "gmm"), ("umap", "hdbscan")])
 def test_base_points_stay_exactly_on_every_reducer_and_clusterer(
-    archive, data_home, tmp_path, reducer, clusterer
+    archive, data_home, tmp_path, reducer, clusterer, request
 ):
+    if reducer == "umap":
+        request.getfixturevalue("compiled_umap")
     _base(archive, data_home, tmp_path, "base", reducer=reducer, clusterer=clusterer)
     update(
         updating=UpdateSettings(base="base", max_new=15),
