@@ -32,8 +32,6 @@ import pytest  # noqa: E402
 from filelock import FileLock  # noqa: E402
 from prefect.settings import temporary_settings  # noqa: E402
 
-from tests.servers import running_prefect_server  # noqa: E402
-
 if TYPE_CHECKING:
     import numpy as np
 
@@ -73,7 +71,7 @@ def _configure_prefect_logging() -> None:
 _configure_prefect_logging()
 
 
-pytest_plugins = ["tests.ordering"]
+pytest_plugins = ["tests.ordering", "tests.session_server"]
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,9 +84,9 @@ def prefect_api(prefect_server, new_prefect_home) -> Iterator[str]:
 
     Prefect's ``prefect_test_harness`` would start a second server per test
     worker on a database it migrates first (about 6 s of CPU); the session's
-    server, on a copy of a migrated one, serves the command lines and the
-    in-process flows alike. The session's own Prefect home gets a migrated
-    database too: commands run without ``PREFECT_API_URL`` start their
+    server (tests/session_server.py) serves the command lines and the
+    in-process flows of every worker. This worker's own Prefect home gets a
+    migrated database too: commands run without ``PREFECT_API_URL`` start their
     temporary servers on it.
     """
     from prefect.events.worker import EventsWorker
@@ -112,29 +110,6 @@ def _shared_folder(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> 
 
 
 @pytest.fixture(scope="session")
-def started_prefect_home(tmp_path_factory, worker_id) -> Path:
-    """A Prefect home whose database a server has already migrated and filled with its blocks.
-
-    Made once for all test workers. A server that starts on an empty home first
-    migrates its database (about 6 s of CPU here), and every temporary server a
-    command starts in a new home would pay it again; a copy of this one
-    (``new_prefect_home``) starts as on a user's second run.
-    """
-    shared = _shared_folder(tmp_path_factory, worker_id)
-    template = shared / "started-prefect-home"
-    with FileLock(str(shared / "started-prefect-home.lock")):
-        if not template.is_dir():
-            partial = shared / "started-prefect-home.partial"
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir()
-            with running_prefect_server(partial):
-                pass
-            (partial / "server.log").unlink()
-            partial.rename(template)
-    return template
-
-
-@pytest.fixture(scope="session")
 def new_prefect_home(started_prefect_home) -> Callable[[Path], Path]:
     """Makes ``folder`` a Prefect home holding a copy of ``started_prefect_home``'s database."""
 
@@ -143,19 +118,6 @@ def new_prefect_home(started_prefect_home) -> Callable[[Path], Path]:
         return folder
 
     return make
-
-
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory, new_prefect_home) -> Iterator[str]:
-    """The API URL of one real ``prefect server start`` shared by the session's command-line subprocesses.
-
-    A command run without ``PREFECT_API_URL`` starts a temporary server of its
-    own (20-25 s each); tests that run the command line set ``PREFECT_API_URL``
-    to this one instead, unless that temporary server's lifecycle is what they test.
-    The in-process flows use it too (``prefect_api``).
-    """
-    with running_prefect_server(new_prefect_home(tmp_path_factory.mktemp("prefect-server-home"))) as url:
-        yield url
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
 from tasks.evaluate import evaluate_clusters
 from tasks.layout import create_run, write_png
@@ -133,10 +133,13 @@ def test_save_plots_writes_one_png_per_figure_and_closes_it(coords, evaluation, 
     assert not plt.get_fignums()
 
 
-async def latest_artifact(key: str):
+async def run_artifact(flow_run_id, key: str):
+    """The artifact ``key`` of one flow run (other test workers publish under the same keys)."""
     async with get_client() as client:
         (artifact,) = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1, sort="CREATED_DESC"
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+            )
         )
     return artifact
 
@@ -150,11 +153,12 @@ def test_publish_task_saves_the_plots_and_publishes_both_artifacts(sample, coord
             sample, coords, CLUSTERS, evaluation, evaluation.metrics, reducer_label="t-SNE", layout=layout
         )
 
-    images = publish_only()
+    state = publish_only(return_state=True)
+    images = state.result()
     assert set(images) == {"map_by_class", "map_by_cluster", "confusion_matrix", "map_html"}
     assert images["map_html"] == layout.map_html and "plotly" in layout.map_html.read_text()[:200_000].lower()
-    table = asyncio.run(latest_artifact(ACCURACY_KEY))
-    summary = asyncio.run(latest_artifact(SUMMARY_KEY))
+    table = asyncio.run(run_artifact(state.state_details.flow_run_id, ACCURACY_KEY))
+    summary = asyncio.run(run_artifact(state.state_details.flow_run_id, SUMMARY_KEY))
     assert table.type == "table"
     rows = json.loads(table.data)
     assert rows[0] == {
