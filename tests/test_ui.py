@@ -119,7 +119,7 @@ def _copy_repository(target: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, archive, new_prefect_home) -> Iterator[Server]:
+def server(tmp_path_factory, archive, data_home, new_prefect_home) -> Iterator[Server]:
     """A real Prefect server with its UI, and a copy of the repository whose CLI calls point at it."""
     base = tmp_path_factory.mktemp("prefect-server")
     repo = _copy_repository(base / "newsgroups-map-copy")
@@ -128,7 +128,7 @@ def server(tmp_path_factory, archive, new_prefect_home) -> Iterator[Server]:
         # The scheduler's default minute between passes would only slow the schedule check down.
         PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
         NEWSGROUPS_ARCHIVE=str(archive),
-        SCIKIT_LEARN_DATA=str(base / "scikit_learn_data"),
+        SCIKIT_LEARN_DATA=str(data_home),  # the archive unpacked once for the session
         HF_HUB_OFFLINE="1",
     )
     home = new_prefect_home(base / "home")
