@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.layout import atomic_path
 from tests.servers import running_prefect_server
 
 FOLDER_ENV = "NEWSGROUPS_TEST_SESSION_FOLDER"
@@ -70,10 +71,9 @@ class _SessionServer:
 
 
 def _write(path: Path, text: str) -> None:
-    """Write ``text`` under a temporary name, then rename: other processes see all of it or nothing."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.rename(path)
+    """Write ``text`` so that other processes see all of it or nothing."""
+    with atomic_path(path) as partial:
+        partial.write_text(text)
 
 
 def _ready(name: str) -> Path:

@@ -200,9 +200,8 @@ UMAP_HEAVY = {"_nb_optimize_layout_euclidean_single_epoch", "compute_membership_
 
 @pytest.mark.slow
 def test_a_second_process_fitting_umap_loads_the_compiled_code_instead_of_compiling_it(compiled_umap):
-    # This process fits first: it compiles and keeps the code, or loads what an earlier process kept
+    # compiled_umap has fitted once: it compiled and kept the code, or loaded what an earlier process kept
     # (numba's cache beside umap's source, as for a user). Either way the next process must only load.
-    exec(FIT_UMAP, {})
     done = subprocess.run(
         [sys.executable, "-c", FIT_UMAP + LIST_COMPILED_AND_LOADED],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
