@@ -28,6 +28,11 @@ def test_email_addresses_are_removed():
     assert clean_text("Write to ann.lee@cs.example.org today") == "Write to  today"
 
 
+def test_email_addresses_are_removed_on_every_line_and_line_breaks_stay():
+    text = "From: ann@x.org\nSubject: Hi\n\nask bob@y.org or\ncal@z.org\nno address here\n"
+    assert clean_text(text) == "Hi\n\nask  or\n\nno address here\n"
+
+
 def test_parenthesised_text_is_removed():
     assert clean_text("Ann Lee (NASA JSC) wrote:") == "Ann Lee  wrote:"
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tasks.clean import clean_corpus, clean_text
+from tasks.clean import EMAIL, _without_emails, clean_corpus, clean_text
 from tasks.config import CleaningSettings
 from tasks.corpus import SEPARATORS, as_text, load_corpus
 from tasks.errors import InputError
@@ -47,6 +47,16 @@ def test_cleaning_valid_text_gives_valid_text_no_longer_than_before(text):
     cleaned = clean_text(text)
     assert is_valid_utf8(cleaned)
     assert len(cleaned) <= len(text)
+
+
+# Texts made of what the e-mail pattern turns on: its own characters, "@", line breaks and other separators.
+EMAILISH = st.text(st.sampled_from("ab_.-@\n\r \t(é\u2028\x0b"), max_size=60)
+
+
+@settings(max_examples=500)
+@given(st.one_of(EMAILISH, st.text(max_size=100)))
+def test_removing_emails_line_by_line_equals_the_pattern_over_the_whole_text(text):
+    assert _without_emails(text) == EMAIL.sub("", text)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
