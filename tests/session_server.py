@@ -33,6 +33,23 @@ from tests.servers import running_prefect_server
 FOLDER_ENV = "NEWSGROUPS_TEST_SESSION_FOLDER"
 TEMPLATE, API_URL, FAILED = "started-prefect-home", "api-url", "failed"
 WAIT_S = 300
+# The server's loop services that act on their own (schedules, late and stuck runs, automations, pauses,
+# cancellation clean-up): no test on the session's server is about them, and their passes cost it CPU all
+# session long. Those that record what clients send (events, task runs, logs) stay on; the servers that
+# test deployments, schedules and cancelling (test_ui) are started with every service.
+IDLE_SERVICES = {
+    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+    for name in (
+        "SCHEDULER",
+        "LATE_RUNS",
+        "FOREMAN",
+        "REPOSSESSOR",
+        "PAUSE_EXPIRATIONS",
+        "CANCELLATION_CLEANUP",
+        "TRIGGERS",
+        "CLEANUP_RECONCILER",
+    )
+}
 
 
 class _SessionServer:
@@ -51,7 +68,9 @@ class _SessionServer:
             # On an empty home the server migrates its database and registers its blocks (memo_store.toml
             # remembers that), before it answers; no client knows its address yet, so that state is the
             # template: SQLite's online backup copies the database consistently while the server runs.
-            url = self._servers.enter_context(running_prefect_server(home))
+            url = self._servers.enter_context(
+                running_prefect_server(home, environ={**os.environ, **IDLE_SERVICES})
+            )
             partial = self.folder / f"{TEMPLATE}.partial"
             partial.mkdir()
             shutil.copy2(home / "memo_store.toml", partial)
