@@ -12,6 +12,12 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from prefect.client.schemas.objects import TaskRun
 
 
 def free_port() -> int:
@@ -70,3 +76,29 @@ def running_prefect_server(
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=30)
+
+
+def recorded_task_runs(flow_run_id: UUID, *, timeout: float = 30) -> list[TaskRun]:
+    """The task runs of ``flow_run_id`` as the Prefect API records them, once each is in a final state.
+
+    A task run reaches the API as events, which this process sends from a
+    background worker and the server's task-run recorder writes later: read as
+    soon as the flow returns, a run could still have its first record (seen
+    once: "ingest-087" with run count 0, where the final record is "ingest", 1).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all()
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            if all(run.state is not None and run.state.is_final() for run in runs):
+                return runs
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"task runs not final after {timeout:.0f} s: {runs}")
+            time.sleep(0.1)

@@ -18,8 +18,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.newsgroups import newsgroups
 from tasks.config import (
@@ -32,6 +30,7 @@ from tasks.config import (
 )
 from tasks.embed import EMBEDDERS
 from tasks.errors import InputError
+from tests.servers import recorded_task_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"embedding": EmbeddingSettings(embedder="tfidf"), "mapping": MapSettings(reducer="pca")}
@@ -39,11 +38,7 @@ FAST = {"embedding": EmbeddingSettings(embedder="tfidf"), "mapping": MapSettings
 
 def task_names(state) -> list[str]:
     """Names of the task runs the failed flow run got to, as the Prefect API recorded them."""
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
-        )
-    return sorted(run.name for run in runs)
+    return sorted(run.name for run in recorded_task_runs(state.state_details.flow_run_id))
 
 
 def assert_failed_before_embedding(state, match: str, output_dir: Path) -> None:

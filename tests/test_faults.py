@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.newsgroups import newsgroups
 from tasks.config import EmbeddingSettings, MapSettings, OutputSettings, SamplingSettings, SourceSettings
 from tasks.errors import InputError, OutputError
 from tasks.layout import create_run, release_run
+from tests.servers import recorded_task_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -311,10 +310,7 @@ def test_a_data_folder_that_cannot_be_written_fails_once_with_a_clear_error(arch
         "data.txt/sklearn as the data folder (Not a directory); pass a --data-home you can write to."
         in state.message
     )
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
-        )
+    runs = recorded_task_runs(state.state_details.flow_run_id)
     assert [(run.name, run.run_count) for run in runs] == [("ingest", 1)]  # not retried: retrying cannot help
 
 
