@@ -28,17 +28,12 @@ from tasks.environment import configure_environment  # noqa: E402
 
 configure_environment()  # as every entry point does, before Prefect is imported
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-
-import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from filelock import FileLock  # noqa: E402
-from prefect.settings import temporary_settings  # noqa: E402
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 
     from tasks.mapdata import MapData
 
@@ -73,7 +68,19 @@ def _configure_prefect_logging() -> None:
                 console.file = stderr
 
 
-_configure_prefect_logging()
+def pytest_configure(config: pytest.Config) -> None:
+    """Prepare a process that runs tests: plots without a display, Prefect's logging set up once.
+
+    The xdist controller only hands tests to its workers: it imports neither
+    (about 1.5 s, before it starts the workers).
+    """
+    distributes = config.getoption("dist", "no") != "no" and not config.getoption("collectonly")
+    if distributes and not hasattr(config, "workerinput"):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    _configure_prefect_logging()
 
 
 pytest_plugins = ["tests.ordering", "tests.session_server"]
@@ -96,6 +103,7 @@ def prefect_api(prefect_server, new_prefect_home) -> Iterator[str]:
     """
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
+    from prefect.settings import temporary_settings
 
     new_prefect_home(Path(os.environ["PREFECT_HOME"]))
     # Without flow-run heartbeats: Prefect joins its heartbeat thread at the end of every flow run, and
@@ -205,6 +213,7 @@ def real_map(train_posts) -> tuple[MapData, np.ndarray]:
     k-means in 4 clusters named by their terms, with the last six posts unassigned (noise); each post's
     neighbours and each cluster's central posts from the vectors.
     """
+    import pandas as pd
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA, TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -244,6 +253,8 @@ def real_map(train_posts) -> tuple[MapData, np.ndarray]:
 @pytest.fixture
 def tiny_corpus() -> pd.DataFrame:
     """Twelve short labelled texts in three classes, as a user's corpus would hold them."""
+    import pandas as pd
+
     rows = [
         ("space", "The rocket reached orbit after the second stage burn."),
         ("space", "NASA plans a new mission to the moon and Mars."),

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 
-from tasks.layout import atomic_path
 from tests.servers import running_prefect_server
 
 FOLDER_ENV = "NEWSGROUPS_TEST_SESSION_FOLDER"
@@ -91,6 +90,8 @@ class _SessionServer:
 
 def _write(path: Path, text: str) -> None:
     """Write ``text`` so that other processes see all of it or nothing."""
+    from tasks.layout import atomic_path  # here: it loads pandas and pyarrow, which the controller needs not
+
     with atomic_path(path) as partial:
         partial.write_text(text)
 
