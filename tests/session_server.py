@@ -35,7 +35,7 @@ WAIT_S = 300
 # The server's loop services that act on their own (schedules, late and stuck runs, automations, pauses,
 # cancellation clean-up): no test on the session's server is about them, and their passes cost it CPU all
 # session long. Those that record what clients send (events, task runs, logs) stay on; the servers that
-# test deployments, schedules and cancelling (test_ui) are started with every service.
+# test deployments and cancelling (test_ui) keep every service but the scheduler.
 IDLE_SERVICES = {
     f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
     for name in (

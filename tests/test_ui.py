@@ -10,6 +10,7 @@ Chromium read back what a user would see. Subprocesses get their own
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -125,8 +127,10 @@ def server(tmp_path_factory, archive, data_home, new_prefect_home) -> Iterator[S
     repo = _copy_repository(base / "newsgroups-map-copy")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "PWD"}
     env.update(
-        # The scheduler's default minute between passes would only slow the schedule check down.
-        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
+        # No run starts on its own: the nightly run the scheduler would add starts at 02:00 UTC on whichever
+        # worker or `serve` a test has running then (it once did, under the cancelling test). The schedule
+        # test asks the server to schedule the deployment's runs instead.
+        PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",
         NEWSGROUPS_ARCHIVE=str(archive),
         SCIKIT_LEARN_DATA=str(data_home),  # the archive unpacked once for the session
         HF_HUB_OFFLINE="1",
@@ -216,14 +220,17 @@ def test_nightly_deployment_is_scheduled_at_two_utc_with_the_tutorial_parameters
     assert deployed["parameters"]["embedding"] == {"embedder": "local"}
     assert deployed["pull_steps"][0]["prefect.deployments.steps.run_shell_script"]["script"] == "echo $PWD"
     assert str(ROOT) not in json.dumps(deployed) and str(server.repo) not in json.dumps(deployed)
+    # The server schedules the runs as its scheduler service would, for tomorrow: no test runs till then.
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
+    day = {"start_time": f"{tomorrow}T00:00:00Z", "end_time": f"{tomorrow}T23:59:59Z"}
+    server.post(f"/deployments/{deployed['id']}/schedule", day)
     query = {
         "deployments": {"id": {"any_": [deployed["id"]]}},
         "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
     }
-    scheduled = _wait_for(
-        lambda: server.post("/flow_runs/filter", query), timeout=90, what="the nightly runs"
-    )
-    assert {run["expected_start_time"][11:19] for run in scheduled} == {"02:00:00"}
+    scheduled = server.post("/flow_runs/filter", query)
+    assert [run["expected_start_time"][:19] for run in scheduled] == [f"{tomorrow}T02:00:00"]
+    assert scheduled[0]["auto_scheduled"]
 
 
 def test_triggered_run_completes_with_the_parameters_sent_in_the_copy_it_was_started_from(
@@ -416,6 +423,18 @@ def _slow_gemini_run(output_dir: Path) -> dict:
     }
 
 
+def _alive(processes: list[tuple[int, int | None]]) -> list[str]:
+    """The command lines of those ``(pid, start time)`` processes that still run."""
+    from flows.watchdog import _running
+
+    alive = []
+    for pid, started in processes:
+        with contextlib.suppress(OSError):  # it ended between the two reads
+            if started and _running(pid, started):
+                alive.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return alive
+
+
 def _cache_parts(output_dir: Path) -> list[Path]:
     return sorted(output_dir.glob(".embedding-cache/*/part-*.parquet"))
 
@@ -441,7 +460,7 @@ def _starts_runs(how: str, server: Server, env: dict[str, str], log: Path) -> su
 def test_cancelling_a_run_mid_embedding_ends_it_cancelled_keeps_the_cache_and_leaves_no_process(
     how, server, deployed, tmp_path
 ):
-    from flows.watchdog import _running, start_time
+    from flows.watchdog import start_time
     from tests.gemini_server import FakeGemini
 
     output_dir, log = tmp_path / "runs", tmp_path / f"{how}.log"
@@ -486,12 +505,9 @@ def test_cancelling_a_run_mid_embedding_ends_it_cancelled_keeps_the_cache_and_le
                 interval=0.5,
             )
             took = time.monotonic() - cancelled_at
-            _wait_for(
-                lambda: not any(started and _running(pid, started) for pid, started in run_processes),
-                timeout=10,
-                what="the run's processes to end",
-                interval=0.1,
-            )
+            with contextlib.suppress(TimeoutError):
+                _wait_for(lambda: not _alive(run_processes), timeout=10, what="", interval=0.1)
+            assert not _alive(run_processes), f"still running 10 s after {final['state_name']}"
             requests, kept = gemini.requests, _cache_parts(output_dir)
             time.sleep(1.5)
             assert gemini.requests == requests, "a batch was sent after the run was cancelled"
