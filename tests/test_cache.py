@@ -154,6 +154,8 @@ def test_maintenance_command_refuses_a_missing_folder(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+# The writers embed with Gemini against the fake server, not the local model: what is tested is the cache
+# under two writers, and a process that loads the model spends 8 s of CPU before its first batch.
 CONCURRENT_WRITER = textwrap.dedent(
     """
     import sys, warnings
@@ -164,7 +166,7 @@ CONCURRENT_WRITER = textwrap.dedent(
 
     warnings.simplefilter("error", CacheWarning)
     cache_dir, offset = sys.argv[1], int(sys.argv[2])
-    job = new_job(EmbeddingSettings(), seed=0)
+    job = new_job(EmbeddingSettings(embedder="gemini", requests_per_minute=100000), seed=0)
     store = EmbeddingCache.open(cache_dir, job.embedder()[0].describe())
     texts = [f"post number {i} about orbits and ciphers" for i in range(offset, offset + 120)]
     for start in range(0, len(texts), 6):
@@ -175,28 +177,33 @@ CONCURRENT_WRITER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_two_processes_sharing_a_cache_leave_it_consistent(tmp_path):
-    cache_dir = tmp_path / "cache"
-    # Overlapping ranges: both processes store texts 60..119.
-    writers = [
-        subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, str(cache_dir), str(offset)])
-        for offset in (0, 60)
-    ]
-    assert [writer.wait(timeout=300) for writer in writers] == [0, 0]
-
+def test_two_processes_sharing_a_cache_leave_it_consistent(tmp_path, monkeypatch):
     from tasks.config import EmbeddingSettings
     from tasks.embed import new_job
+    from tests.gemini_server import FakeGemini
 
-    embedder, _ = new_job(EmbeddingSettings(), seed=0).embedder()
-    store = EmbeddingCache.open(cache_dir, embedder.describe())
-    texts = [f"post number {i} about orbits and ciphers" for i in range(180)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CacheWarning)
-        found, vectors = store.lookup(text_keys(texts))
-    assert found.all()
-    assert not list(store.folder.glob(".tmp-*"))
-    assert sum(pq.ParquetFile(p).metadata.num_rows for p in store.folder.glob("part-*.parquet")) == 240
-    np.testing.assert_allclose(vectors, embedder.embed(texts), atol=1e-5)
+    cache_dir, settings = tmp_path / "cache", EmbeddingSettings(embedder="gemini", requests_per_minute=100000)
+    with FakeGemini(api_key="cache-test-key") as gemini:
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.url)
+        monkeypatch.setenv("GEMINI_API_KEY", "cache-test-key")
+        # Overlapping ranges: both processes store texts 60..119.
+        writers = [
+            subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, str(cache_dir), str(offset)])
+            for offset in (0, 60)
+        ]
+        assert [writer.wait(timeout=300) for writer in writers] == [0, 0]
+        assert gemini.requests == 40
+
+        embedder, _ = new_job(settings, seed=0).embedder()
+        store = EmbeddingCache.open(cache_dir, embedder.describe())
+        texts = [f"post number {i} about orbits and ciphers" for i in range(180)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CacheWarning)
+            found, vectors = store.lookup(text_keys(texts))
+        assert found.all()
+        assert not list(store.folder.glob(".tmp-*"))
+        assert sum(pq.ParquetFile(p).metadata.num_rows for p in store.folder.glob("part-*.parquet")) == 240
+        np.testing.assert_allclose(vectors, embedder.embed(texts), atol=1e-5)
 
 
 def tampered(path, change) -> None:

@@ -116,10 +116,11 @@ def test_a_run_killed_while_embedding_loses_only_the_batches_in_flight(
     }
     command = [
         sys.executable, "-m", "flows.newsgroups", "--archive", str(archive), "--data-home", str(data_home),
-        "--per-class", "50", "--batch-size", "8", "--reducer", "pca", "--seed", "1",
+        "--per-class", "24", "--batch-size", "8", "--reducer", "pca", "--seed", "1",
         "--output-dir", str(tmp_path), "--run-name", "killed",
     ]  # fmt: skip
-    # Its own session, as a command typed at a terminal: the kill reaches all it started.
+    # 96 posts cut into 12 whole batches, so three stored parts hold 24 texts. Its own session, as a command
+    # typed at a terminal: the kill reaches all it started.
     process = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 400
     try:
@@ -134,11 +135,11 @@ def test_a_run_killed_while_embedding_loses_only_the_batches_in_flight(
     texts = sample_texts(tmp_path / "killed")
     store = EmbeddingCache.open(tmp_path / ".embedding-cache", LocalEmbedder().describe())
     stored = int(store.lookup(text_keys(texts))[0].sum())
-    assert 24 <= stored < 200
+    assert 24 <= stored < 96
 
     with counting_embedder() as spy:
-        manifest = run_flow(tmp_path, "resumed", per_class=50, batch_size=8)
-    assert len(embedded_texts(spy)) == 200 - stored
+        manifest = run_flow(tmp_path, "resumed", per_class=24, batch_size=8)
+    assert len(embedded_texts(spy)) == 96 - stored
     assert manifest["embedding"]["cache"]["hits"] == stored
     assert sample_texts(tmp_path / "resumed") == texts
 
