@@ -121,9 +121,10 @@ def main() -> None:
 
     paths = {"encode": encode}
     dtypes = {"encode": "fp32"}
-    for runtime in ("torch", "onnx"):
+    for runtime in ("torch", "openvino", "onnx"):
         for precision in ("fp32", "int8"):
-            native = cpu_dtype(spec) if runtime == "torch" and precision == "fp32" else "float32"
+            # ONNX Runtime runs its export in float32; PyTorch and OpenVINO in bf16 where the model prefers it.
+            native = cpu_dtype(spec) if runtime != "onnx" and precision == "fp32" else "float32"
             dtype = "int8" if precision == "int8" else {"bfloat16": "bf16"}.get(native, "fp32")
             for budget in args.budgets:
                 # Named by what runs: --precision fp32 is bf16 where the model prefers it and the CPU has it.

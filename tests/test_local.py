@@ -57,10 +57,10 @@ def test_every_model_and_precision_has_its_own_cache_identity():
     assert len({repr(sorted(d.items())) for d in descriptions}) == len(descriptions)
 
 
-def test_minilm_fp32_is_described_as_before_so_its_cached_vectors_stay_valid():
+def test_minilm_fp32_on_pytorch_is_described_as_before_so_its_cached_vectors_stay_valid():
     from tasks.embed.models import cpu_has_native_bf16
 
-    assert describe_local() == {
+    assert describe_local(runtime="torch") == {
         "embedder": "local",
         "model": "sentence-transformers/all-MiniLM-L6-v2",
         "dimensions": 384,
@@ -181,8 +181,8 @@ def test_a_model_that_prefers_bfloat16_gives_its_float32_vectors_in_it(name):
     import torch
     from sentence_transformers import SentenceTransformer
 
+    from tasks.embed._export import MIN_PROBE_COSINE, PROBE
     from tasks.embed._local import unit_rows
-    from tasks.embed._onnx import MIN_PROBE_COSINE, PROBE
 
     require(name)
     spec = MODELS[name]

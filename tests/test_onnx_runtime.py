@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from tasks.config import EmbeddingSettings
+from tasks.embed._export import RECORD, export_folder
 from tasks.embed._local import LocalEmbedder, describe_local, load_model
-from tasks.embed._onnx import ONNX_FILE, RECORD, export_folder
+from tasks.embed._onnx import ONNX_FILE
 from tasks.embed.models import MINILM
 from tasks.errors import InputError
 from tasks.layout import file_sha256
@@ -34,12 +35,12 @@ def exported(tmp_path_factory):
 
 def test_onnx_gives_pytorchs_vectors_from_an_export_recorded_beside_the_model(exported):
     root, vectors = exported
-    reference = LocalEmbedder().embed(TEXTS)
+    reference = LocalEmbedder(runtime="torch").embed(TEXTS)
     assert vectors.shape == (4, 384) and vectors.dtype == np.float32
     assert np.sum(vectors * reference, axis=1).min() > 0.9999
-    folder = export_folder(MINILM, "fp32", root)
+    folder = export_folder(MINILM, "onnx-fp32", root)
     record = json.loads((folder / RECORD).read_text())
-    assert record["sha256"] == file_sha256(folder / ONNX_FILE)
+    assert record["sha256"] == {ONNX_FILE: file_sha256(folder / ONNX_FILE)}
     assert record["source_sha256"] == dict(MINILM.files)
     assert record["probe_mean_cosine"] >= 0.999
 
@@ -48,7 +49,7 @@ def test_minilms_export_is_fused_by_onnx_runtimes_optimizer_and_its_graph_is_in_
     import onnx
 
     root, _ = exported
-    folder = export_folder(MINILM, "fp32", root)
+    folder = export_folder(MINILM, "onnx-fp32", root)
     record = json.loads((folder / RECORD).read_text())
     layers = 6
     assert record["graph"] == "fused (bert)"
@@ -67,24 +68,24 @@ def test_minilms_export_is_fused_by_onnx_runtimes_optimizer_and_its_graph_is_in_
 
 def test_a_damaged_export_is_made_again(exported):
     root, vectors = exported
-    folder = export_folder(MINILM, "fp32", root)
+    folder = export_folder(MINILM, "onnx-fp32", root)
     with (folder / ONNX_FILE).open("ab") as onnx:
         onnx.write(b"rot")
     load_model.cache_clear()
     again = LocalEmbedder(runtime="onnx", models_dir=root).embed(TEXTS)
     np.testing.assert_allclose(again, vectors, atol=1e-6)
     record = json.loads((folder / RECORD).read_text())
-    assert record["sha256"] == file_sha256(folder / ONNX_FILE)
+    assert record["sha256"] == {ONNX_FILE: file_sha256(folder / ONNX_FILE)}
 
 
 def test_onnx_int8_is_close_to_fp32_and_keeps_the_topics(tmp_path):
     import onnx
 
     vectors = LocalEmbedder(runtime="onnx", precision="int8", models_dir=tmp_path).embed(TEXTS)
-    reference = LocalEmbedder().embed(TEXTS)
+    reference = LocalEmbedder(runtime="torch").embed(TEXTS)
     cosines = np.sum(vectors * reference, axis=1)
     assert cosines.min() > 0.97 and not np.allclose(vectors, reference, atol=1e-4)
-    folder = export_folder(MINILM, "int8", tmp_path)
+    folder = export_folder(MINILM, "onnx-int8", tmp_path)
     assert json.loads((folder / RECORD).read_text())["fused_operators"]["Attention"] == 6
     operators = {node.op_type for node in onnx.load(str(folder / ONNX_FILE)).graph.node}
     assert "QAttention" in operators and "Attention" not in operators  # fused, then quantised
@@ -97,15 +98,15 @@ def test_the_runtime_and_its_version_and_the_token_budget_are_in_the_cache_ident
     import onnxruntime
 
     assert describe_local(runtime="onnx")["runtime"] == f"onnxruntime {onnxruntime.__version__}"
-    assert "runtime" not in describe_local()  # PyTorch's vectors keep their cached copies
+    assert "runtime" not in describe_local(runtime="torch")  # PyTorch's vectors keep their cached copies
     assert describe_local(max_tokens=128)["max_seq_length"] == 128
     keys = {
         repr(sorted(describe_local(precision=p, runtime=r, max_tokens=t).items()))
         for p in ("fp32", "int8")
-        for r in ("torch", "onnx")
+        for r in ("openvino", "torch", "onnx")
         for t in (None, 128)
     }
-    assert len(keys) == 8
+    assert len(keys) == 12
 
 
 def test_the_settings_carry_runtime_and_token_budget_to_the_embedder():

