@@ -3,8 +3,8 @@
 Imported only when ``--runtime openvino`` (the default) is used.
 
 sentence-transformers' own OpenVINO backend needs ``optimum-intel``, whose releases
-pin transformers 4.x, so the transformer is converted here with OpenVINO's own
-``convert_model`` from the loaded, checksum-verified PyTorch module (no hub access)
+pin transformers 4.x, so the transformer is captured here with ``torch.export`` from the
+loaded, checksum-verified PyTorch module (no hub access), converted by OpenVINO's ``convert_model``
 and saved in float32 (``save_model(..., compress_to_fp16=False)``) beside the model,
 ``<models dir>/<model>/openvino-<precision>/``, with the record of
 :mod:`tasks.embed._export`. At run time it replaces only the transformer inside the
@@ -62,8 +62,8 @@ log = logging.getLogger(__name__)
 XML, BIN = "model.xml", "model.bin"
 # What makes each precision's export: part of its record, so an export made by another recipe is made again.
 RECIPE = {
-    "fp32": "convert_model, float32",
-    "int8": "convert_model, nncf.compress_weights INT8_ASYM",
+    "fp32": "torch.export, convert_model, float32",
+    "int8": "torch.export, convert_model, nncf.compress_weights INT8_ASYM",
 }
 # Activations are quantised per group of this many values when the weights are int8 (OpenVINO's CPU
 # plugin): without it the int8 weights are only unpacked to float32 (2.2x encode, not 3.3x).
@@ -107,15 +107,21 @@ def _export(model: Any, spec: ModelSpec, precision: str, folder: Path) -> None:
     with staging_folder(folder) as staging:
         transformer = model[0].model
         names, example = traced_inputs(model)
-        # The tracer's warnings are about shapes that stay dynamic; the probe check below is the test.
+        # Captured with torch.export, not convert_model's own TorchScript tracing, which fails on
+        # EmbeddingGemma ("Couldn't get TorchScript module by tracing": unordered_map::at). Its warnings
+        # are about shapes that stay dynamic; the probe check below is the test.
+        batch = torch.export.Dim("batch")
+        tokens = torch.export.Dim("tokens", max=transformer.config.max_position_embeddings)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            converted = openvino.convert_model(
-                LastHiddenState(transformer, names).eval(), example_input=example
+            program = torch.export.export(
+                LastHiddenState(transformer, names).eval(),
+                example,
+                dynamic_shapes=(tuple({0: batch, 1: tokens} for _ in names),),
             )
+            converted = openvino.convert_model(program)
         for port, name in zip(converted.inputs, names, strict=True):
             port.get_tensor().set_names({name})
-        converted.reshape({name: openvino.PartialShape([-1, -1]) for name in names})
         record = {"model": spec.model_id, "precision": precision, "source_sha256": dict(spec.files)}
         if precision == "int8":
             import nncf
