@@ -186,6 +186,9 @@ CONFIGS = {
         Config("minilm-int8-128-kmeans", "all-MiniLM-L6-v2", precision="int8", max_tokens=128),
         Config("minilm-onnx-kmeans", "all-MiniLM-L6-v2", runtime="onnx"),
         Config("minilm-onnx-int8-kmeans", "all-MiniLM-L6-v2", precision="int8", runtime="onnx"),
+        # "-ov": OpenVINO, the default runtime since 2026-12-06 (the rows above without it are PyTorch's).
+        Config("minilm-ov-kmeans", "all-MiniLM-L6-v2", runtime="openvino"),
+        Config("minilm-ov-int8-kmeans", "all-MiniLM-L6-v2", precision="int8", runtime="openvino"),
         Config("gemma-kmeans", "embeddinggemma-300m"),
         Config("gemma-256-kmeans", "embeddinggemma-300m", max_tokens=256),
         Config("gemma-1024-kmeans", "embeddinggemma-300m", max_tokens=1024),
@@ -200,6 +203,19 @@ CONFIGS = {
             clusterer="gmm",
             pca=25,
             tfidf_weight=0.6,
+        ),
+        *(
+            Config(
+                f"gemma-256-ov{'-int8' if precision == 'int8' else ''}+tfidf.6-gmm-pca25",
+                "embeddinggemma-300m",
+                precision=precision,
+                runtime="openvino",
+                max_tokens=256,
+                clusterer="gmm",
+                pca=25,
+                tfidf_weight=0.6,
+            )
+            for precision in ("fp32", "int8")
         ),
     ]
 }
