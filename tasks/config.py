@@ -18,7 +18,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from tasks.base import Settings
 from tasks.cluster import CLUSTERERS
 from tasks.embed import EMBEDDERS
-from tasks.embed.models import MODELS
+from tasks.embed.models import MODELS, check_max_tokens
 from tasks.reduce import REDUCERS
 
 EmbedderName = Literal[EMBEDDERS.names()]  # type: ignore[valid-type]
@@ -224,7 +224,6 @@ class EmbeddingSettings(Settings):
     max_tokens: int | None = Field(
         None,
         ge=8,
-        le=8192,
         description="Tokens kept per text by the local model (default: the model's own maximum: "
         "256 for all-MiniLM-L6-v2, 512 for embeddinggemma-300m); fewer is faster.",
     )
@@ -233,6 +232,12 @@ class EmbeddingSettings(Settings):
         description="Folder of fetched local models (default: $NEWSGROUPS_MODELS_DIR or "
         "~/.cache/newsgroups-map/models).",
     )
+
+    @model_validator(mode="after")
+    def _max_tokens_within_the_model(self) -> EmbeddingSettings:
+        if self.embedder == "local":
+            check_max_tokens(MODELS[self.local_model], self.max_tokens)
+        return self
 
     @model_validator(mode="after")
     def _tfidf_beside_a_model(self) -> EmbeddingSettings:

@@ -554,3 +554,16 @@ def test_cli_refuses_n_clusters_auto_with_gmm_before_ingest_even_with_plan(tmp_p
     assert "n_clusters 'auto' is supported by the kmeans clusterer only; got clusterer 'gmm'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not runs.exists()  # no corpus store, no run folder
+
+
+def test_cli_refuses_more_tokens_than_the_model_reads_before_ingest(tmp_path):
+    # Past its position embeddings the model would fail on the first long text, after ingest and cleaning.
+    result = cli("--max-tokens", "1024", "--output-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert (
+        "--max-tokens 1024 is more than all-MiniLM-L6-v2 can read (512 tokens): pass --max-tokens 512 or less"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+    assert EmbeddingSettings(local_model="embeddinggemma-300m", max_tokens=1024).max_tokens == 1024

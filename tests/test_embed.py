@@ -18,14 +18,9 @@ from tasks.embed._tfidf import TfidfEmbedder
 from tasks.errors import InputError
 from tasks.layout import file_sha256
 from tasks.registry import Registry
+from tests.texts import MEDICINE, SPACE
 
 ROOT = Path(__file__).resolve().parents[1]
-
-SPACE = [
-    "The rocket reached orbit after the second stage burn.",
-    "The shuttle docked with the space station and the astronauts went on a spacewalk.",
-]
-MEDICINE = "The doctor prescribed antibiotics for the patient's infection."
 
 
 # --- registry ---------------------------------------------------------------------------------

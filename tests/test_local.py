@@ -18,13 +18,9 @@ from tasks.config import EmbeddingSettings
 from tasks.embed._local import LocalEmbedder, describe_local, load_model
 from tasks.embed.models import MODELS, installed_state, verify_folder
 from tasks.errors import InputError
+from tests.texts import MEDICINE, SPACE
 
 ROOT = Path(__file__).resolve().parents[1]
-SPACE = [
-    "The rocket reached orbit after the second stage burn.",
-    "The shuttle docked with the space station and the astronauts went on a spacewalk.",
-]
-MEDICINE = "The doctor prescribed antibiotics for the patient's infection."
 
 
 def require(name: str) -> None:
@@ -195,3 +191,8 @@ def test_a_model_that_prefers_bfloat16_gives_its_float32_vectors_in_it(name):
     cosines = np.sum(full * half, axis=1)
     assert cosines.mean() >= MIN_PROBE_COSINE["fp32"], cosines
     assert not np.array_equal(full, half)  # bfloat16 really ran
+
+
+def test_a_token_budget_past_the_model_is_refused_before_it_loads():
+    with pytest.raises(InputError, match=r"can read \(512 tokens\): pass --max-tokens 512 or less"):
+        LocalEmbedder(max_tokens=1024).embed(SPACE)

@@ -17,13 +17,7 @@ from tasks.embed._onnx import ONNX_FILE
 from tasks.embed.models import MINILM
 from tasks.errors import InputError
 from tasks.layout import file_sha256
-
-TEXTS = [
-    "The rocket reached orbit after the second stage burn.",
-    "The shuttle docked with the space station and the astronauts went on a spacewalk.",
-    "The doctor prescribed antibiotics for the patient's infection.",
-    "Hockey playoffs: the goalie stopped every shot in overtime. " * 40,
-]
+from tests.texts import TEXTS
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ from tasks.embed._local import LocalEmbedder, describe_local, load_model
 from tasks.embed._openvino import BIN, XML, compile_settings
 from tasks.embed.models import MINILM, cpu_dtype
 from tasks.layout import file_sha256
-
-TEXTS = [
-    "The rocket reached orbit after the second stage burn.",
-    "The shuttle docked with the space station and the astronauts went on a spacewalk.",
-    "The doctor prescribed antibiotics for the patient's infection.",
-    "Hockey playoffs: the goalie stopped every shot in overtime. " * 40,
-]
+from tests.texts import TEXTS
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ from tasks.embed.models import (
     MINILM,
     ModelChecksumError,
     ModelSpec,
+    check_max_tokens,
     check_model_ready,
     cpu_dtype,
     get_model,
@@ -45,7 +46,9 @@ log = logging.getLogger(__name__)
 
 MINILM_SHA256 = MINILM.files["model.safetensors"]
 PRECISIONS = ("fp32", "int8")
-RUNTIMES = ("openvino", "torch", "onnx")
+# Each runtime and the packages it imports (checked before a run starts); the first is the default.
+RUNTIME_PACKAGES = {"openvino": ["openvino"], "torch": [], "onnx": ["onnxruntime", "onnx"]}
+RUNTIMES = tuple(RUNTIME_PACKAGES)
 
 INSTALL_HINT = (
     "The local embedder needs sentence-transformers and the bundled model; install them "
@@ -118,6 +121,7 @@ def load_model(
     if runtime not in RUNTIMES:
         raise InputError(f"The 'runtime' parameter must be one of {RUNTIMES}. Got {runtime!r} instead.")
     spec = get_model(name)
+    check_max_tokens(spec, max_tokens)
     try:
         import torch
         from sentence_transformers import SentenceTransformer
@@ -246,10 +250,9 @@ class LocalEmbedder(Embedder):
         """The packages must be installed and the model fetched (checked without importing torch)."""
         spec = get_model(settings.local_model)
         needed = ["sentence_transformers", *([spec.bundled_module] if spec.bundled_module else [])]
-        needed += {"openvino": ["openvino", *(["nncf"] if settings.precision == "int8" else [])]}.get(
-            settings.runtime, []
-        )
-        needed += {"onnx": ["onnxruntime", "onnx"]}.get(settings.runtime, [])
+        needed += RUNTIME_PACKAGES[settings.runtime]
+        if settings.runtime == "openvino" and settings.precision == "int8":
+            needed.append("nncf")  # OpenVINO's int8 weights are made by NNCF
         if any(find_spec(name) is None for name in needed):
             raise MissingDependencyError(INSTALL_HINT)
         check_model_ready(spec, settings.models_dir)

@@ -80,6 +80,9 @@ class ModelSpec:
         sentence-transformers prompt to encode with (None: no prompt).
     max_seq_length : int or None
         Tokens per text, if the model's own default is not used.
+    token_limit : int
+        The most tokens its position embeddings hold: the ceiling of ``--max-tokens``
+        (past it the model fails mid-run).
     dtype : {"float32", "bfloat16"}
         Weights' preferred precision on CPU. bfloat16 is used only where the CPU
         computes it natively (AVX512-BF16 or AMX); elsewhere it is emulated and
@@ -110,6 +113,7 @@ class ModelSpec:
     install_hint: str = ""
     prompt_name: str | None = None
     max_seq_length: int | None = None
+    token_limit: int = 512
     dtype: str = "float32"
     float32_in_key: bool = True
     wheel_bytes: int = 0
@@ -136,6 +140,15 @@ class ModelSpec:
             if ran != "float32" or self.float32_in_key:
                 found["dtype"] = ran
         return found
+
+
+def check_max_tokens(spec: ModelSpec, max_tokens: int | None) -> None:
+    """Refuse a token budget past what ``spec`` can read (it would fail on the first long text)."""
+    if max_tokens is not None and max_tokens > spec.token_limit:
+        raise InputError(
+            f"--max-tokens {max_tokens} is more than {spec.name} can read ({spec.token_limit} tokens): "
+            f"pass --max-tokens {spec.token_limit} or less"
+        )
 
 
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -203,6 +216,7 @@ EMBEDDINGGEMMA = ModelSpec(
     folder_in_zip="model_download",
     prompt_name="Clustering",
     max_seq_length=512,
+    token_limit=2048,
     dtype="bfloat16",
     wheel_bytes=1_150_000_000,
 )
