@@ -145,6 +145,6 @@ class LastHiddenState(torch.nn.Module):
 
 def traced_inputs(model: Any) -> tuple[list[str], tuple[Any, ...]]:
     """The token tensors ``model``'s tokenizer makes (names, example tensors), to trace the transformer with."""
-    features = model.tokenize(PROBE[:2])
+    features = model.preprocess(PROBE[:2])
     names = [name for name in TOKEN_INPUTS if name in features]
     return names, tuple(features[name] for name in names)
