@@ -166,6 +166,10 @@ def build_parser(command: Command, prog: str) -> argparse.ArgumentParser:
 
 
 def _sentence(error: ValidationError, parameter: str) -> str:
+    refusals = [item for item in error.errors() if isinstance(item.get("ctx", {}).get("error"), InputError)]
+    if refusals:
+        # A settings model refused a combination of values in its own sentence: say just that.
+        return str(refusals[0]["ctx"]["error"])
     problems = []
     for item in error.errors():
         # A settings field has its name in loc; a plain flow argument (validated alone) has none,
@@ -189,6 +193,9 @@ def flow_kwargs(command: Command, args: argparse.Namespace) -> dict[str, Any]:
                 kwargs[name] = model(**{f: given[f] for f in model.model_fields if f in given})
             elif name in given:
                 kwargs[name] = TypeAdapter(field_type(info)).validate_python(given[name])
+        # Once more as a whole, with the preset filled in: a preset's model can refuse a flag given with it
+        # (`--preset best --runtime onnx`), and the run would otherwise find out only once it started.
+        command.parameters.model_validate(kwargs)
     except ValidationError as error:
         raise InputError(_sentence(error, name)) from None
     return kwargs

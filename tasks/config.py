@@ -18,7 +18,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from tasks.base import Settings
 from tasks.cluster import CLUSTERERS
 from tasks.embed import EMBEDDERS
-from tasks.embed.models import MODELS, check_max_tokens
+from tasks.embed.models import MODELS, check_model_settings
+from tasks.errors import InputError
 from tasks.reduce import REDUCERS
 
 EmbedderName = Literal[EMBEDDERS.names()]  # type: ignore[valid-type]
@@ -234,15 +235,9 @@ class EmbeddingSettings(Settings):
     )
 
     @model_validator(mode="after")
-    def _max_tokens_within_the_model(self) -> EmbeddingSettings:
-        if self.embedder == "local":
-            check_max_tokens(MODELS[self.local_model], self.max_tokens)
-        return self
-
-    @model_validator(mode="after")
     def _tfidf_beside_a_model(self) -> EmbeddingSettings:
         if self.tfidf_weight and self.embedder == "tfidf":
-            raise ValueError(
+            raise InputError(
                 "--tfidf-weight appends TF-IDF vectors to a model's, and the tfidf embedder is TF-IDF "
                 "already: choose --embedder local or gemini, or leave --tfidf-weight at 0"
             )
@@ -308,7 +303,7 @@ class ClusterSettings(Settings):
     def _auto_needs_a_clusterer_that_chooses_k(self) -> ClusterSettings:
         if self.n_clusters == "auto" and not CLUSTERERS.get(self.clusterer).chooses_k:
             choosers = ", ".join(n for n in CLUSTERERS.names() if CLUSTERERS.get(n).chooses_k)
-            raise ValueError(
+            raise InputError(
                 f"n_clusters 'auto' is supported by the {choosers} clusterer only; got clusterer "
                 f"{self.clusterer!r}. Pass a number with --n-clusters, or --clusterer {choosers}."
             )
@@ -353,7 +348,7 @@ class ExecutionSettings(Settings):
     @model_validator(mode="after")
     def _address_needs_dask(self) -> ExecutionSettings:
         if self.dask_address is not None and self.task_runner != "dask":
-            raise ValueError(
+            raise InputError(
                 f"dask_address is only used with --task-runner dask; got task_runner {self.task_runner!r}. "
                 "Add --task-runner dask or drop --dask-address."
             )
@@ -450,6 +445,20 @@ class RunSettings(Settings):
             return {**data, **apply_preset(data["preset"], {g: data.get(g) for g in PRESETS[data["preset"]]})}
         return data
 
+    @model_validator(mode="after")
+    def _local_model_runs_so(self) -> RunSettings:
+        """Checked here, after the preset: `--preset best --runtime onnx` names EmbeddingGemma only through it."""
+        if self.uses_local_model():
+            embedding = self.embedding
+            check_model_settings(
+                MODELS[embedding.local_model], runtime=embedding.runtime, max_tokens=embedding.max_tokens
+            )
+        return self
+
+    def uses_local_model(self) -> bool:
+        """Whether the run embeds with the local model."""
+        return self.embedding.embedder == "local"
+
     @field_validator("sampling")
     @classmethod
     def _sample_of_the_source(cls, sampling: SamplingSettings, info: ValidationInfo) -> SamplingSettings:
@@ -484,6 +493,10 @@ class CompareSettings(RunSettings):
         None,
         description="The clusterers to compare, each on every embedder's vectors (default: kmeans hdbscan).",
     )
+
+    def uses_local_model(self) -> bool:
+        """Whether one of the compared embedders is the local model (it is one by default)."""
+        return "local" in (self.embedders or ["local"])
 
 
 class UpdateFlowSettings(Settings):

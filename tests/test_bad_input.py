@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 
 from flows.newsgroups import newsgroups
 from tasks.config import (
@@ -25,6 +26,7 @@ from tasks.config import (
     EmbeddingSettings,
     MapSettings,
     OutputSettings,
+    RunSettings,
     SamplingSettings,
     SourceSettings,
 )
@@ -567,3 +569,24 @@ def test_cli_refuses_more_tokens_than_the_model_reads_before_ingest(tmp_path):
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
     assert EmbeddingSettings(local_model="embeddinggemma-300m", max_tokens=1024).max_tokens == 1024
+
+
+def test_a_preset_is_checked_together_with_the_flags_given_beside_it():
+    # --preset best is EmbeddingGemma: 1024 tokens are within the model, but past its OpenVINO conversion.
+    with pytest.raises(
+        ValidationError, match=r"reads on --runtime openvino \(512 tokens: its OpenVINO conversion"
+    ):
+        RunSettings(preset="best", embedding=EmbeddingSettings(max_tokens=1024))
+    best = RunSettings(preset="best", embedding=EmbeddingSettings(max_tokens=1024, runtime="torch")).embedding
+    assert (best.local_model, best.max_tokens, best.runtime) == ("embeddinggemma-300m", 1024, "torch")
+
+
+def test_cli_refuses_a_runtime_the_model_cannot_run_on_before_ingest(tmp_path):
+    result = cli("--preset", "best", "--runtime", "onnx", "--output-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert (
+        "embeddinggemma-300m cannot run on --runtime onnx (its ONNX export fails in torch.onnx.export's tracer): "
+        "pass --runtime openvino or torch" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()

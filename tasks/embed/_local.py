@@ -30,8 +30,8 @@ from tasks.embed.models import (
     MINILM,
     ModelChecksumError,
     ModelSpec,
-    check_max_tokens,
     check_model_ready,
+    check_model_settings,
     cpu_dtype,
     get_model,
     model_path,
@@ -121,7 +121,7 @@ def load_model(
     if runtime not in RUNTIMES:
         raise InputError(f"The 'runtime' parameter must be one of {RUNTIMES}. Got {runtime!r} instead.")
     spec = get_model(name)
-    check_max_tokens(spec, max_tokens)
+    check_model_settings(spec, runtime=runtime, max_tokens=max_tokens)
     try:
         import torch
         from sentence_transformers import SentenceTransformer
