@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmarks.quality import load_split
 from tasks.embed._local import RUNTIMES, LocalEmbedder, load_model
-from tasks.embed.models import MODELS, check_model_settings, cpu_dtype, installed_state
+from tasks.embed.models import MODELS, ModelSpec, check_model_settings, cpu_dtype, installed_state
 from tasks.errors import InputError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -102,6 +102,16 @@ def with_budget(embedder: LocalEmbedder, max_tokens: int, texts: list[str]) -> n
     return embedder.embed(texts)
 
 
+def measurable(spec: ModelSpec, runtime: str, max_tokens: int | None = None) -> bool:
+    """Whether the command line runs ``spec`` on ``runtime`` at ``max_tokens``; prints why not."""
+    try:
+        check_model_settings(spec, runtime=runtime, max_tokens=max_tokens)
+    except InputError as refusal:
+        print(f"not measured: {refusal}")
+        return False
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--posts", type=int, default=64)
@@ -135,23 +145,16 @@ def main() -> None:
     paths = {"encode": encode}
     dtypes = {"encode": "fp32"}
     for runtime in args.runtimes:
-        try:
-            check_model_settings(spec, runtime=runtime, max_tokens=None)
-        except InputError as refusal:
-            print(f"not measured: {refusal}")
+        if not measurable(spec, runtime):
             continue
+        budgets = [budget for budget in args.budgets if measurable(spec, runtime, budget)]
         for precision in ("fp32", "int8"):
             # ONNX Runtime runs its export in float32; PyTorch and OpenVINO in bf16 where the model prefers it.
             native = cpu_dtype(spec) if runtime != "onnx" and precision == "fp32" else "float32"
             dtype = "int8" if precision == "int8" else {"bfloat16": "bf16"}.get(native, "fp32")
             embedder = LocalEmbedder(spec.name, runtime=runtime, precision=precision)
             embedder.embed(sets["short"][:4])  # load (and export, the first time) outside the timing
-            for budget in args.budgets:
-                try:
-                    check_model_settings(spec, runtime=runtime, max_tokens=budget)
-                except InputError as refusal:
-                    print(f"not measured: {refusal}")
-                    continue
+            for budget in budgets:
                 # Named by what runs: --precision fp32 is bf16 where the model prefers it and the CPU has it.
                 name = f"{runtime} {dtype} {budget}"
                 paths[name] = partial(with_budget, embedder, budget)

@@ -158,9 +158,9 @@ def check_model_settings(spec: ModelSpec, *, runtime: str, max_tokens: int | Non
             f"{spec.name} cannot run on --runtime {runtime} ({spec.notes['runtimes']}): "
             f"pass --runtime {' or '.join(spec.runtimes)}"
         )
-    if max_tokens is not None and max_tokens > spec.runtime_token_limits.get(runtime, spec.token_limit):
+    limit = spec.runtime_token_limits.get(runtime, spec.token_limit)
+    if max_tokens is not None and max_tokens > limit:
         if runtime in spec.runtime_token_limits:
-            limit = spec.runtime_token_limits[runtime]
             raise InputError(
                 f"--max-tokens {max_tokens} is more than {spec.name} reads on --runtime {runtime} ({limit} "
                 f"tokens: {spec.notes[runtime]}): pass --max-tokens {limit} or less, or --runtime torch"
